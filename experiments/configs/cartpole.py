@@ -1,0 +1,61 @@
+"""CartPole swing-up: the task every stage runs on end to end on a 2-core CPU.
+
+`get_config("small")`: CPU/CI scale (the `make demo` default). `get_config("paper")`: the paper's
+hyperparameters where they transfer (network sizes, PPO, MPPI), at GPU scale.
+Override any leaf from the CLI: `--config.expert.num_timesteps=2000000`.
+"""
+
+import ml_collections
+
+from experiments.configs.sections import adapt, data, expert, model, planner
+
+# CartPole dims (see simdist_jax/envs/cartpole.py): P=5 state obs, no extero/command, A=1.
+DIMS = {"proprio": 5, "extero": 0, "extero_shape": (), "action": 1, "command": 0, "privileged": 12}
+PRESETS = ("small", "paper")
+
+
+def get_config(preset: str = "small") -> ml_collections.ConfigDict:
+  if preset not in PRESETS:
+    raise KeyError(f"preset must be one of {PRESETS}, got {preset!r}")
+  c = ml_collections.ConfigDict()
+  c.task = "cartpole"
+  c.preset = preset
+
+  c.env = ml_collections.ConfigDict()
+  c.env.ctrl_dt = 0.02         # control period [s] (50 Hz); physics dt 0.01 -> 2 substeps
+  c.env.episode_length = 250   # control steps per episode (5 s)
+  c.env.init_noise = 0.01      # std of the initial cart position/pole angle/velocities around hanging down
+
+  c.domain = ml_collections.ConfigDict()
+  # Sim domain: DR ranges, sampled uniformly at every (auto-)reset.
+  c.domain.sim = ml_collections.ConfigDict(dict(
+      pole_mass=(0.08, 0.15),      # kg
+      pole_length=(0.8, 1.2),      # m (pole inertia follows: m L^2 / 12 about the centre)
+      cart_damping=(0.0, 0.1),     # N s/m
+      hinge_damping=(0.0, 0.01),   # N m s/rad
+      hinge_friction=(0.001, 0.01),  # N m, dry friction (must stay > 0, see cartpole.py)
+      motor_gain=(8.0, 12.0),      # N per unit action
+      obs_noise=(0.0, 0.02),       # std of Gaussian noise on the observed state
+  ))
+  # Real (shifted) world: outside the DR ranges - a heavier pole, a weaker motor, more friction.
+  c.domain.real = ml_collections.ConfigDict(dict(
+      pole_mass=0.3,
+      pole_length=1.0,
+      cart_damping=0.3,
+      hinge_damping=0.02,
+      hinge_friction=0.03,
+      motor_gain=6.0,
+      obs_noise=0.01,
+  ))
+
+  c.expert = expert.get("cartpole", preset, DIMS)
+  c.data = data.get("cartpole", preset, DIMS)
+  c.model = model.get("cartpole", preset, DIMS)
+  c.planner = planner.get("cartpole", preset, DIMS)
+  c.adapt = adapt.get("cartpole", preset, DIMS)
+
+  c.run = ml_collections.ConfigDict()
+  c.run.seed = 0               # root seed; every stage derives its keys from it by role
+  c.run.log_every_s = 10.0     # seconds between progress lines on long work
+  c.lock()
+  return c

@@ -1,0 +1,109 @@
+"""MuJoCo C twin: the same MJCF, domain, observation and reward code stepped with `mujoco.mj_step`.
+
+One environment, numpy in/out, the project's stand-in for hardware (used with the shifted `real` domain).
+Episode initialisation uses the same `episode_start` as the MJX env, so with the same key both backends start
+from the same domain parameters and state; with the same actions their trajectories agree to floating-point
+tolerance (see tests/envs/test_real.py for the tolerance reached).
+
+Usage:
+  env = RealEnv(task, real_domain, sim_domain=sim_domain, episode_length=500)
+  obs = env.reset(key)                # {"state": np [P+E+C], "privileged_state": np [S]}
+  obs, reward, done, info = env.step(action)
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from simdist_jax.envs.base import Task, check_action, episode_start
+from simdist_jax.envs.domain import Domain
+
+
+class RealEnv:
+  """Single MuJoCo C environment with the task's logic (see module docstring)."""
+
+  def __init__(self, task: Task, domain: Domain, sim_domain: Domain | None = None,
+               episode_length: int | None = None):
+    task.validate_domain(domain)
+    self.task = task
+    self.domain = domain
+    self.sim_domain = sim_domain or domain
+    self.episode_length = episode_length
+    self.model = task.mj_model()
+    self.data = mujoco.MjData(self.model)
+    self.n_substeps = int(round(task.ctrl_dt / self.model.opt.timestep))
+    self._nominal = {f: np.asarray(getattr(self.model, f)).copy() for f in task.domain_fields}
+    self._start = jax.jit(lambda key: episode_start(task, domain, key))
+    self._updates = jax.jit(task.domain_updates)
+    self._observe = jax.jit(lambda phys, params, info, key: task.observe(phys, params, info, key,
+                                                                         self.sim_domain))
+    self._reward = jax.jit(task.reward)
+    self._terminated = jax.jit(task.terminated)
+    self._advance = jax.jit(task.advance_info)
+    self._to_ctrl = jax.jit(task.action_to_ctrl)
+    self.params = None
+    self._t = 0
+
+  @property
+  def dt(self) -> float:
+    return self.task.ctrl_dt
+
+  @property
+  def action_size(self) -> int:
+    return self.task.dims["action"]
+
+  def _phys(self):
+    return self.task.physics(self.data)
+
+  def reset(self, key: jax.Array) -> dict:
+    """Starts an episode: samples domain params from `key`, sets the initial state. Returns obs (numpy)."""
+    params, qpos, qvel, task_info, rng = self._start(key)
+    self.params = params
+    updates = self._updates({f: jnp.asarray(v) for f, v in self._nominal.items()}, params)
+    for f, v in updates.items():
+      getattr(self.model, f)[...] = np.asarray(v, dtype=np.float64)
+    mujoco.mj_resetData(self.model, self.data)
+    self.data.qpos[:] = np.asarray(qpos, np.float64)
+    self.data.qvel[:] = np.asarray(qvel, np.float64)
+    mujoco.mj_forward(self.model, self.data)
+    rng, key_noise = jax.random.split(rng)
+    self._rng, self._task_info, self._t = rng, task_info, 0
+    obs = self._observe(self._phys(), params, task_info, key_noise)
+    return jax.tree.map(np.asarray, obs)
+
+  def step(self, action) -> tuple[dict, float, bool, dict]:
+    """Applies `action` [A] for one control step. Returns (obs, reward, done, info).
+
+    Raises:
+      RuntimeError: if called before `reset`.
+      ValueError / TypeError: wrong action shape, dtype or non-finite values.
+    """
+    if self.params is None:
+      raise RuntimeError("RealEnv.step called before reset")
+    action = check_action(np.asarray(action), self.action_size)
+    t0 = time.perf_counter()
+    phys_prev = self._phys()
+    ctrl = self._to_ctrl(jnp.asarray(action, jnp.float32), phys_prev, self.params)
+    self.data.ctrl[:] = np.asarray(ctrl, np.float64)
+    for _ in range(self.n_substeps):
+      mujoco.mj_step(self.model, self.data)
+    self._rng, key_noise, key_info = jax.random.split(self._rng, 3)
+    phys = self._phys()
+    self._task_info = self._advance(self._task_info, key_info, phys)
+    obs = self._observe(phys, self.params, self._task_info, key_noise)
+    reward, metrics = self._reward(phys_prev, phys, jnp.asarray(action, jnp.float32), self.params,
+                                   self._task_info)
+    self._t += 1
+    failed = bool(self._terminated(phys, self.params))
+    if not (np.all(np.isfinite(self.data.qpos)) and np.all(np.isfinite(self.data.qvel))):
+      failed = True
+    truncated = self.episode_length is not None and self._t >= self.episode_length
+    info = {"metrics": {k: float(v) for k, v in metrics.items()}, "failed": failed,
+            "truncated": truncated, "t": self._t, "sim_time_s": float(self.data.time),
+            "step_wall_s": time.perf_counter() - t0, "task": self._task_info}
+    return jax.tree.map(np.asarray, obs), float(reward), bool(failed or truncated), info

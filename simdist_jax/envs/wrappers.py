@@ -1,0 +1,65 @@
+"""Training wrappers: vmap, episode bookkeeping and an auto-reset that draws a NEW domain per episode.
+
+brax's `AutoResetWrapper` restores the episode's cached first state and keeps `info`, so domain parameters
+would be drawn once per env for the whole run. `DomainAutoResetWrapper` instead runs a full `reset` with a
+fresh key for every env that is done (computed for the whole batch, selected with `where`), replacing the
+physics state, the observation and the env-owned `info` entries (`domain`, `task`, `rng`).
+"""
+
+from __future__ import annotations
+
+from brax.envs.base import Env, State, Wrapper
+from brax.envs.wrappers.training import EpisodeWrapper, VmapWrapper
+import jax
+import jax.numpy as jnp
+
+# info entries owned by wrappers (kept across auto-resets); everything else is env-owned and replaced.
+_WRAPPER_INFO = frozenset({"steps", "truncation", "episode_done", "episode_metrics", "eval_metrics",
+                           "first_pipeline_state", "first_obs", "reset_rng"})
+
+
+class DomainAutoResetWrapper(Wrapper):
+  """Batched auto-reset with a fresh key (hence a fresh domain and initial state) per finished episode."""
+
+  def reset(self, rng: jax.Array) -> State:
+    state = self.env.reset(rng)
+    # A per-env key stream for future resets, independent of the key used for this reset.
+    state.info["reset_rng"] = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(rng)
+    return state
+
+  def step(self, state: State, action: jax.Array) -> State:
+    if "steps" in state.info:
+      state.info["steps"] = jnp.where(state.done, jnp.zeros_like(state.info["steps"]), state.info["steps"])
+    state = state.replace(done=jnp.zeros_like(state.done))
+    state = self.env.step(state, action)
+    keys = jax.vmap(jax.random.split)(state.info["reset_rng"])
+    next_rng, reset_keys = keys[:, 0], keys[:, 1]
+    fresh = self.env.reset(reset_keys)
+    done = state.done
+
+    def where_done(new, old):
+      d = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
+      return jnp.where(d, new, old)
+
+    info = dict(state.info)
+    for k, v in fresh.info.items():
+      if k not in _WRAPPER_INFO:
+        info[k] = jax.tree.map(where_done, v, state.info[k])
+    info["reset_rng"] = next_rng
+    return state.replace(
+        pipeline_state=jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state),
+        obs=jax.tree.map(where_done, fresh.obs, state.obs),
+        info=info)
+
+
+def wrap_for_training(env: Env, episode_length: int = 1000, action_repeat: int = 1,
+                      randomization_fn=None) -> Wrapper:
+  """`wrap_env_fn` for `brax.training.agents.ppo.train`: Vmap -> Episode -> DomainAutoReset.
+
+  Domain randomization is the env's own (per episode), so `randomization_fn` must be None.
+  """
+  if randomization_fn is not None:
+    raise ValueError("simdist_jax envs randomize their domain per episode; randomization_fn must be None")
+  env = VmapWrapper(env)
+  env = EpisodeWrapper(env, episode_length, action_repeat)
+  return DomainAutoResetWrapper(env)

@@ -1,0 +1,40 @@
+"""Run-directory layout. Every stage writes under `<workdir>/<stage>/` and a `config.json` beside its artifacts.
+
+<workdir>/
+  config.json          the resolved config of the run
+  expert/              PPO checkpoint ladder, critic, expert_eval.json, expert_ladder.png, metrics.jsonl
+  data/                dataset shards + manifest.json + scaler
+  world_model/         pretraining checkpoints, metrics.jsonl, TensorBoard events
+  adapt/               real episodes, per-round finetuned models, adapt_results.json
+  report/              report.md and figures
+"""
+
+import pathlib
+
+
+def stage_dir(workdir, stage: str) -> pathlib.Path:
+  return pathlib.Path(workdir) / stage
+
+
+def expert_dir(workdir) -> pathlib.Path:
+  return stage_dir(workdir, "expert")
+
+
+def data_dir(workdir) -> pathlib.Path:
+  return stage_dir(workdir, "data")
+
+
+def model_dir(workdir) -> pathlib.Path:
+  return stage_dir(workdir, "world_model")
+
+
+def adapt_dir(workdir) -> pathlib.Path:
+  return stage_dir(workdir, "adapt")
+
+
+def report_dir(workdir) -> pathlib.Path:
+  return stage_dir(workdir, "report")
+
+
+def default_workdir(cfg) -> pathlib.Path:
+  return pathlib.Path("runs") / f"{cfg.task}_{cfg.preset}"

@@ -1,0 +1,102 @@
+"""Config loading/overrides/freezing, run-directory checks, the CLI, and the pinned stack."""
+
+import json
+import pathlib
+
+import ml_collections
+import pytest
+
+from simdist_jax import cli
+from simdist_jax import config as config_lib
+from tests.conftest import CARTPOLE, ROOT
+
+
+def test_sections_and_presets():
+  for preset in ("small", "paper"):
+    cfg = config_lib.load_config(f"{CARTPOLE}:{preset}")
+    assert isinstance(cfg, ml_collections.FrozenConfigDict)
+    for s in ("env", "domain", "expert", "data", "model", "planner", "adapt", "run"):
+      assert s in cfg
+    assert "sim" in cfg.domain and "real" in cfg.domain
+
+
+def test_override_is_typed_and_frozen():
+  cfg = config_lib.load_config(f"{CARTPOLE}:small", ["env.episode_length=123", "--config.env.init_noise=0.5"])
+  assert cfg.env.episode_length == 123 and isinstance(cfg.env.episode_length, int)
+  assert cfg.env.init_noise == 0.5
+  with pytest.raises((AttributeError, TypeError, ValueError)):
+    cfg.env.episode_length = 5  # frozen: no mutation after load
+
+
+@pytest.mark.parametrize("override,message", [
+    ("env.episode_lenght=3", "unknown config key 'env.episode_lenght'.*env.episode_length"),
+    ("nosuch=1", "unknown config key 'nosuch'"),
+    ("env.episode_length=abc", "cannot parse as int"),
+    ("env.episode_length", "malformed override"),
+    ("domain.sim.pole_mass=[1,2,3", "cannot parse as tuple"),
+])
+def test_bad_overrides_name_the_problem(override, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.load_config(f"{CARTPOLE}:small", [override])
+
+
+def test_unknown_task_and_preset():
+  with pytest.raises(config_lib.ConfigError, match="does not exist.*cartpole"):
+    config_lib.load_config(str(ROOT / "experiments/configs/nosuchtask.py") + ":small")
+  with pytest.raises(config_lib.ConfigError, match="unknown preset 'huge'"):
+    config_lib.load_config(f"{CARTPOLE}:huge")
+
+
+def test_run_dir_config_json_and_mismatch(tmp_path):
+  cfg = config_lib.load_config(f"{CARTPOLE}:small")
+  config_lib.prepare_run_dir(tmp_path / "run", cfg)
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert saved["env"]["episode_length"] == cfg.env.episode_length
+  config_lib.prepare_run_dir(tmp_path / "run", cfg)  # same config: fine
+  other = config_lib.load_config(f"{CARTPOLE}:small", ["env.episode_length=99"])
+  with pytest.raises(config_lib.ConfigError, match="different config.*env.episode_length: 250 -> 99"):
+    config_lib.prepare_run_dir(tmp_path / "run", other)
+  # a stage directory only depends on the sections it declares
+  config_lib.prepare_run_dir(tmp_path / "stage", cfg, sections=("domain",))
+  config_lib.prepare_run_dir(tmp_path / "stage", other, sections=("domain",))
+  assert not list((tmp_path / "run").glob(".config.json.*"))  # no temp files left behind
+
+
+def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
+  wd = tmp_path / "wd"
+  rc = cli.main(["env", f"--config={CARTPOLE}:small", "--config.env.nope=1", f"--workdir={wd}"])
+  assert rc == 2
+  assert "unknown config key 'env.nope'" in capsys.readouterr().err
+  assert not wd.exists()
+  rc = cli.main(["env", f"--config={CARTPOLE}:tiny", f"--workdir={wd}"])
+  assert rc == 2 and not wd.exists()
+
+
+def test_cli_env_stage_runs(tmp_path):
+  wd = tmp_path / "wd"
+  rc = cli.main(["env", f"--config={CARTPOLE}:small", "--config.env.episode_length=20", f"--workdir={wd}"])
+  assert rc == 0
+  info = json.loads((wd / "env" / "env_info.json").read_text())
+  assert info["dims"]["proprio"] == 5 and info["n_substeps"] == 2
+  assert 0.0 <= info["sim/random/mean_step_reward"] < 0.2   # random actions do not swing up
+  assert json.loads((wd / "config.json").read_text())["env"]["episode_length"] == 20
+
+
+def test_installed_versions_match_pins():
+  """Fails when the installed stack drifts from requirements.txt (the core pins)."""
+  from importlib import metadata
+  pins = {}
+  for line in (ROOT / "requirements.txt").read_text().splitlines():
+    line = line.split("#")[0].strip()
+    if "==" in line:
+      name, ver = line.split("==")
+      pins[name.lower().replace("_", "-")] = ver
+  core = ["jax", "jaxlib", "flax", "optax", "mujoco", "mujoco-mjx", "brax", "orbax-checkpoint", "chex",
+          "ml-collections"]
+  expected = {"jax": "0.9.2", "jaxlib": "0.9.2", "flax": "0.12.6", "optax": "0.2.8", "mujoco": "3.17.0",
+              "mujoco-mjx": "3.17.0", "brax": "0.14.2", "orbax-checkpoint": "0.12.8", "chex": "0.1.92",
+              "ml-collections": "1.1.0"}
+  for name in core:
+    assert pins[name] == expected[name], f"requirements.txt pins {name}=={pins[name]}"
+  drift = {n: (v, metadata.version(n)) for n, v in pins.items() if metadata.version(n) != v}
+  assert not drift, f"installed versions drift from requirements.txt pins (pinned, installed): {drift}"

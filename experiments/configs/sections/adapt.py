@@ -1,0 +1,25 @@
+"""Config section `adapt`: the real-world adaptation loop (SimDist Algorithm 1). `get(task, preset, dims)`."""
+import ml_collections
+
+
+def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
+  """Returns the `adapt` section for `task` at `preset` (`small` or `paper`)."""
+  del dims
+  paper = preset == "paper"
+  c = ml_collections.ConfigDict()
+  # J: adaptation rounds after round 0 (the pretrained model). Paper: manipulation every 20 episodes up to
+  # 60-80 episodes; quadruped data checkpoints at ~16, ~27, ~36 minutes (3 rounds).
+  c.rounds = 3
+  # M: real episodes collected with the current planner per round.
+  c.episodes_per_round = 20 if paper else 4
+  # Episodes (fixed seeds) of the task-metric evaluation after every round.
+  c.eval_episodes = 15 if paper else 6
+  # Held-out real episodes (recorded once with the pretrained planner) for the prediction loss per horizon step.
+  c.heldout_episodes = 5 if paper else 3
+  # Finetuning gradient steps per round (Eq. 3, dynamics only; batch size and LR in model.finetune).
+  c.finetune_steps = 20_000 if paper else 600
+  # "pretrained": each round finetunes the pretrained model on all real data so far (j x finetune_steps);
+  # "latest": each round continues from the previous round's model for finetune_steps.
+  c.finetune_from = "latest"
+  del task
+  return c

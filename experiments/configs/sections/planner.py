@@ -1,0 +1,96 @@
+"""Config section `planner` (owned by the planner stage). `get(task, preset, dims)` returns a ConfigDict.
+
+Converted to the static `simdist_jax.planner.PlannerConfig` with `PlannerConfig.from_config(config.planner)`;
+derived values (the prior sample count) are computed there, never written back here.
+
+Presets:
+  paper         the official SimDist values (paper §2.8, official code config/control/mppi.yaml).
+  paper_tdmpc2  the same model horizon with TD-MPC2's planner values (512 + 24 samples, 6 iterations, 64 elites,
+                inverse temperature 0.5, shifted warm start with a zero tail).
+  small         CPU-sized (CartPole demo): 192 + 16 samples, 5 iterations.
+The suffix `_tdmpc2` also applies to `small`. `preset_style` records which style produced the values.
+"""
+import ml_collections
+
+_TASK_ACTION_BOUND = {
+    # CartPole: normalized force in [-1, 1].
+    "cartpole": 1.0,
+    # Go2: policy units (PD target = 0.25 a + default pose); the official code does not clip at all, so this
+    # bound (2.5 rad offset, beyond every joint's range) only guards against blow-ups.
+    "go2": 10.0,
+    # UR5e peg insertion: normalized end-effector deltas.
+    "peg_insertion": 1.0,
+}
+
+
+def _model_horizon(task: str, preset: str, dims: dict) -> int:
+  """The world model's T: dims["horizon"], else the model section's, else 10 (small), 5 (peg), 25 (go2)."""
+  if dims and "horizon" in dims:
+    return int(dims["horizon"])
+  try:
+    from experiments.configs.sections import model as model_section  # pylint: disable=import-outside-toplevel
+    model_cfg = model_section.get(task, preset, dims)
+    for name in ("horizon", "T", "future"):
+      if name in model_cfg:
+        return int(model_cfg[name])
+  except Exception:  # pylint: disable=broad-except  # model section not written yet: use the default.
+    pass
+  if preset == "small":
+    return 10
+  return 5 if task == "peg_insertion" else 25
+
+
+def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
+  """Returns the `planner` section for `task` at `preset` (`small`, `paper`, optionally with `_tdmpc2`)."""
+  base, _, style = preset.partition("_")
+  style = style or "simdist"
+  if base not in ("small", "paper") or style not in ("simdist", "tdmpc2"):
+    raise ValueError(f"unknown planner preset {preset!r}; use small|paper, optionally suffixed _tdmpc2")
+  manipulation = task == "peg_insertion"
+  bound = _TASK_ACTION_BOUND.get(task, 1.0)
+  c = ml_collections.ConfigDict()
+  # Which published planner the values follow: "simdist" (official SimDist code) or "tdmpc2" (TD-MPC2).
+  c.preset_style = style
+  # "mppi": elites weighted by exp(beta (R - max R)); "cem": uniform weights over the elites.
+  c.mode = "mppi"
+  # Gaussian samples per iteration (official `num_samples`).
+  c.num_samples = 450 if style == "simdist" else 512
+  # Policy-prior samples = int(num_samples * prior_share) (official `mixture_coef`; 450 * 0.05 -> 22).
+  c.prior_share = 0.05 if style == "simdist" else 24 / 512
+  # Refinement iterations per control step (scanned).
+  c.iterations = 8 if style == "simdist" else 6
+  # Top-K elites per iteration.
+  c.num_elites = 64
+  # beta: multiplies the returns in the elite weights (the official code calls it "temperature").
+  c.inverse_temperature = (0.4 if manipulation else 0.25) if style == "simdist" else 0.5
+  # Proposal std at the start of every control step, in action units (TD-MPC2: max_std).
+  c.init_std = (1.0 if manipulation else 2.0) if style == "simdist" else 2.0
+  # Std floor after each update.
+  c.min_std = 0.05
+  # Noise std on the policy-prior chunk (official `base_act_std`).
+  c.prior_std = (0.1 if manipulation else 0.05) if style == "simdist" else 0.05
+  # mean <- momentum * mean + (1 - momentum) * elite mean.
+  c.momentum = 0.0
+  # gamma for rewards and the value bootstrap.
+  c.discount = 0.99
+  # Planning horizon h in control steps; must be <= the model's T (defaults to T: 25 quadruped, 5 manipulation).
+  c.horizon = _model_horizon(task, base, dims)
+  # Warm start from the previous plan: "shift" (fixed), "paper_code" (official bug: [prev[-1], 0, ...]), "none".
+  c.warm_start = "shift"
+  # Tail of the shifted plan: "repeat" the last step or "zero" it (TD-MPC2 zeroes it).
+  c.shift_fill = "repeat" if style == "simdist" else "zero"
+  # Value bootstrap weight: "T" = gamma^h (paper) or "T+1" = gamma^(h+1) (official code).
+  c.terminal_discount = "T"
+  # Lower action bound (scalar or per-dimension list); candidates and the emitted plan are clipped to it.
+  c.action_low = -bound
+  # Upper action bound (scalar or per-dimension list).
+  c.action_high = bound
+  if base == "small":
+    # CPU-sized search for the CartPole demo (a few ms per step on one core).
+    c.num_samples = 192
+    c.prior_share = 16 / 192
+    c.iterations = 5
+    c.num_elites = 32
+    # CartPole actions live in [-1, 1]: a unit proposal std already covers the range.
+    c.init_std = 1.0
+  return c

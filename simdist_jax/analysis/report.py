@@ -1,0 +1,150 @@
+"""`simdist-jax report RUN_DIR`: report.md with the learning curve, prediction loss and every number.
+
+Reads `<workdir>/config.json`, `expert/expert_eval.json`, `data/data_report.json` (if present) and
+`adapt/adapt_results.json`; writes `<workdir>/report/report.md`, `learning_curve.png` (task metric vs
+minutes of real data, with the expert's sim and real returns and the sim planner's return as reference lines)
+and `pred_loss.png` (held-out latent prediction loss per horizon step, before/after adaptation).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from simdist_jax import config as config_lib  # noqa: E402
+from simdist_jax import paths  # noqa: E402
+
+
+def _load(path: pathlib.Path):
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _expert_refs(expert_eval: dict | None) -> dict:
+  """Final expert's sim/real mean return from expert_eval.json (tolerant to its layout)."""
+  if not expert_eval:
+    return {}
+  out = {}
+  for dom in ("sim", "real"):
+    for key in (f"expert/{dom}/return_mean", f"{dom}_expert_return"):
+      if key in expert_eval:
+        out[dom] = float(expert_eval[key])
+    if dom not in out and "checkpoints" in expert_eval:
+      last = expert_eval["checkpoints"][-1]
+      for k in (f"{dom}/return_mean", f"{dom}_return_mean", dom):
+        if k in last:
+          v = last[k]
+          out[dom] = float(v["mean"] if isinstance(v, dict) else v)
+          break
+  return out
+
+
+def write_report(workdir) -> pathlib.Path:
+  """Writes the report for `workdir`; returns the path of report.md."""
+  workdir = pathlib.Path(workdir)
+  adapt = _load(paths.adapt_dir(workdir) / "adapt_results.json")
+  if adapt is None:
+    raise FileNotFoundError(f"{paths.adapt_dir(workdir) / 'adapt_results.json'} not found: run the adapt stage first")
+  cfg = _load(workdir / "config.json") or {}
+  expert_eval = _load(paths.expert_dir(workdir) / "expert_eval.json")
+  data_report = _load(paths.data_dir(workdir) / "data_report.json")
+  refs = _expert_refs(expert_eval)
+  out = paths.report_dir(workdir)
+  out.mkdir(parents=True, exist_ok=True)
+  rounds = adapt["rounds"]
+  minutes = [r["real_minutes"] for r in rounds]
+
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.errorbar(minutes, [r["real/return_mean"] for r in rounds], yerr=[r["real/return_std"] for r in rounds],
+              marker="o", capsize=3, label="SimDist planner (real)")
+  ax.axhline(adapt["sim_planner_return"], color="g", ls="--", label="planner in sim (pretrained)")
+  if "sim" in refs:
+    ax.axhline(refs["sim"], color="k", ls=":", label="expert in sim")
+  if "real" in refs:
+    ax.axhline(refs["real"], color="r", ls=":", label="expert in real")
+  ax.set_xlabel("minutes of real data")
+  ax.set_ylabel("episode return (real world)")
+  ax.set_title(f"{cfg.get('task', '?')} ({cfg.get('preset', '?')}): adaptation")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(out / "learning_curve.png", dpi=120)
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for r in (rounds[0], rounds[-1]):
+    per = r["heldout/pred_loss_per_step"]
+    ax.plot(range(1, len(per) + 1), per, marker=".",
+            label=f"round {r['round']} ({r['real_minutes']:.1f} min): mean {r['heldout/pred_loss_mean']:.4f}")
+  ax.set_xlabel("horizon step k")
+  ax.set_ylabel("latent prediction loss (held-out real)")
+  ax.set_yscale("log")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(out / "pred_loss.png", dpi=120)
+  plt.close(fig)
+
+  c = lambda *ks: _get(cfg, ks)  # noqa: E731
+  lines = [f"# SimDist run report: {cfg.get('task', '?')} / {cfg.get('preset', '?')}", "",
+           f"Run directory: `{workdir}`", "",
+           "![learning curve](learning_curve.png)", "", "![prediction loss](pred_loss.png)", "",
+           "## Summary", "",
+           "| quantity | value | from config |", "|---|---|---|"]
+  rows = [
+      ("expert return, sim", refs.get("sim"), "expert.*"),
+      ("expert return, real", refs.get("real"), "domain.real"),
+      ("pretrained planner return, sim", adapt["sim_planner_return"], "planner.*, model.*"),
+      ("planner return, real, round 0", adapt["real_return_round0"], "domain.real"),
+      ("planner return, real, final", adapt["real_return_final"],
+       f"adapt.rounds={c('adapt', 'rounds')}, adapt.episodes_per_round={c('adapt', 'episodes_per_round')}"),
+      ("gap to sim planner closed", adapt["gap_closed_fraction"], ""),
+      ("held-out pred. loss, round 0", adapt["pred_loss_round0"], f"adapt.heldout_episodes={c('adapt', 'heldout_episodes')}"),
+      ("held-out pred. loss, final", adapt["pred_loss_final"], f"adapt.finetune_steps={c('adapt', 'finetune_steps')}"),
+      ("pred. loss ratio (round 0 / final)", adapt["pred_loss_ratio"], ""),
+      ("frozen params bitwise unchanged", adapt["frozen_unchanged_all_rounds"], f"model.finetune.train={c('model', 'finetune', 'train')}"),
+  ]
+  for name, val, src in rows:
+    lines.append(f"| {name} | {_fmt(val)} | {src} |")
+  lines += ["", "## Rounds", "", "| round | real minutes | episodes | real return | held-out pred. loss | frozen unchanged | planner p50 ms |",
+            "|---|---|---|---|---|---|---|"]
+  for r in rounds:
+    lat = r.get("planner/latency", {}).get("latency/p50_ms")
+    lines.append(f"| {r['round']} | {r['real_minutes']:.2f} | {r['real_episodes']} | {r['real/return_mean']:.2f} "
+                 f"± {r['real/return_std']:.2f} | {r['heldout/pred_loss_mean']:.4f} | {r['frozen_unchanged']} | "
+                 f"{_fmt(lat)} |")
+  if data_report:
+    lines += ["", "## Dataset", "", "```", json.dumps(data_report, indent=1)[:3000], "```"]
+  if expert_eval:
+    lines += ["", "## Expert ladder", "", "```", json.dumps(expert_eval, indent=1)[:3000], "```"]
+  lines += ["", "## Config", "", "Key settings: " + ", ".join(
+      f"`{k}={_fmt(v)}`" for k, v in (
+          ("domain.real", c("domain", "real")), ("model.history", c("model", "history")),
+          ("model.horizon", c("model", "horizon")), ("planner.num_samples", c("planner", "num_samples")),
+          ("planner.iterations", c("planner", "iterations")))), "",
+      "The full resolved config is `config.json` in the run directory."]
+  path = out / "report.md"
+  config_lib.atomic_write_text(path, "\n".join(lines) + "\n")
+  return path
+
+
+def _get(d, ks):
+  for k in ks:
+    if not isinstance(d, dict) or k not in d:
+      return None
+    d = d[k]
+  return d
+
+
+def _fmt(v):
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
+
+
+def run_stage(cfg, workdir) -> None:
+  del cfg
+  path = write_report(workdir)
+  print(f"[report] wrote {path}", flush=True)

@@ -1,0 +1,288 @@
+"""Window datasets for the world model: valid starts, train/eval split by episode, jitted device sampler.
+
+Dimension letters: B batch, L = H + T + 1 window length, M total stored steps, P/E/A/C feature dims.
+
+A window covers steps s..s+H+T of ONE episode; the current step is t = s + H. Batches (all float32, [B, L, ...]):
+  {"proprio" [B,L,P], "extero" [B,L,E], "action" [B,L,A], "command" [B,L,C], "reward" [B,L], "value" [B,L],
+   "expert_flag" [B,L], "mask" [B,L]}
+with the per-step alignment of generate.py (value[k] = V^e(s_k)). `mask` is 1 on recorded steps and 0 on front
+padding (real data); the valid-start rules below guarantee that no padded step is ever a target
+(index >= H of a window), so `mask[:, H:]` is all ones.
+
+Valid-start rules (episode occupying flat indices [o, o + n)):
+- Sim data (`load_dataset`): s in [o + start_margin, o + n - end_margin - L], i.e. the window starts at least
+  `start_margin` steps after the episode's first step and ends at least `end_margin` steps before its last step
+  (official beg_pad = end_pad = 5). Episodes with n < L + start_margin + end_margin have no window and are dropped
+  (the official threshold H+T+10 also yields zero windows at exactly that length). Starts never cross episodes, so
+  episodes that continue across shards are whole here (episode ids are global).
+- Real data (`from_episodes`, front_pad=True): each episode of N recorded steps gets H copies of its first
+  observation in front (zero action, command, reward, value, flag; mask 0), so the padded episode has n = N + H and
+  the rule above with margins 0 gives s in [o, o + N - T - 1]: every current step t = s + H is a recorded step
+  (t >= o + H), history may reach into the padding, and all targets t+1..t+T are recorded. Needs N >= T + 1.
+  With front_pad=False the sim rule applies as is (needs N >= L + margins).
+Episodes holding NaN/inf are rejected (sim: dropped, counted and listed with their location in
+`dataset.rejected`; real: ValueError naming episode, step, key and feature). Nothing is zero-filled.
+Train/eval split: a seeded permutation of the episodes that have windows; `eval_fraction` of them (at least one when
+> 0 and there are >= 2) are held out, so no episode contributes to both.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from simdist_jax.data import scaler as scaler_lib
+from simdist_jax.data import storage
+
+BATCH_KEYS = ("proprio", "extero", "action", "command", "reward", "value", "expert_flag", "mask")
+_FEATURE_KEYS = ("proprio", "extero", "action", "command")
+
+
+def episode_segments(episode_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(offsets, lengths) of the maximal runs of equal ids in a flat [M] episode-id array."""
+  episode_id = np.asarray(episode_id)
+  if episode_id.ndim != 1 or episode_id.size == 0:
+    raise ValueError(f"episode_id must be a non-empty [M] array, got shape {episode_id.shape}")
+  cuts = np.flatnonzero(episode_id[1:] != episode_id[:-1]) + 1
+  offsets = np.concatenate([[0], cuts]).astype(np.int64)
+  lengths = np.diff(np.concatenate([offsets, [episode_id.size]])).astype(np.int64)
+  return offsets, lengths
+
+
+def valid_starts(offsets: np.ndarray, lengths: np.ndarray, window: int, start_margin: int, end_margin: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """(starts [W], episode index of each start [W]) with s in [o + start_margin, o + n - end_margin - window]."""
+  offsets, lengths = np.asarray(offsets, np.int64), np.asarray(lengths, np.int64)
+  counts = np.maximum(lengths - end_margin - window - start_margin + 1, 0)
+  ep = np.repeat(np.arange(offsets.size), counts)
+  first = np.repeat(offsets + start_margin - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+  starts = first + np.arange(int(counts.sum()), dtype=np.int64)
+  return starts, ep
+
+
+def _split(num: int, eval_fraction: float, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+  if not 0.0 <= eval_fraction < 1.0:
+    raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+  perm = np.asarray(jax.random.permutation(key, num))
+  n_eval = int(round(eval_fraction * num))
+  if eval_fraction > 0 and num >= 2:
+    n_eval = min(max(n_eval, 1), num - 1)
+  return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _gather(data: Mapping[str, jax.Array], starts: jax.Array, length: int) -> dict:
+  def one(s: jax.Array) -> dict:
+    return {k: jax.lax.dynamic_slice_in_dim(v, s, length, axis=0) for k, v in data.items()}
+  return {k: v.astype(jnp.float32) for k, v in jax.vmap(one)(starts).items()}
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _sample(data: Mapping[str, jax.Array], starts: jax.Array, key: jax.Array, batch_size: int, length: int) -> dict:
+  idx = jax.random.randint(key, (batch_size,), 0, starts.shape[0])
+  return _gather(data, starts[idx], length)
+
+
+class WindowDataset:
+  """Windows of L = H + T + 1 steps over flat per-step arrays; see the module docstring.
+
+  Attributes: H, T, L, stats (scaler dict), dims ({"proprio","extero","extero_shape","action","command"}),
+  train_episodes / eval_episodes (episode ids), num_train_windows / num_eval_windows, dropped_short (episodes
+  without a valid window), rejected (non-finite episodes: dicts with episode_id, step, key, feature), source.
+  """
+
+  def __init__(self, arrays: Mapping[str, np.ndarray], episode_id: np.ndarray, H: int, T: int, stats: Mapping,
+               dims: Mapping, eval_fraction: float, key: jax.Array, start_margin: int, end_margin: int,
+               source: str = "<arrays>", on_nonfinite: str = "reject") -> None:
+    """Args: arrays: flat {BATCH_KEYS: [M, ...]} per-step arrays (episodes contiguous); episode_id: [M];
+    on_nonfinite: "reject" (drop episodes, record in `rejected`) or "raise"."""
+    if H < 0 or T < 1:
+      raise ValueError(f"need H >= 0 and T >= 1, got H={H}, T={T}")
+    missing = [k for k in BATCH_KEYS if k not in arrays]
+    if missing:
+      raise ValueError(f"arrays missing keys {missing}")
+    m = int(np.asarray(episode_id).shape[0])
+    for k in BATCH_KEYS:
+      if arrays[k].shape[0] != m:
+        raise ValueError(f"arrays[{k!r}] has {arrays[k].shape[0]} steps, episode_id has {m}")
+    self.H, self.T, self.L = int(H), int(T), int(H) + int(T) + 1
+    self.stats, self.dims, self.source = stats, dict(dims), source
+    offsets, lengths = episode_segments(episode_id)
+    ids = np.asarray(episode_id)[offsets]
+    self.rejected = self._find_nonfinite(arrays, offsets, lengths, ids, on_nonfinite)
+    bad = np.zeros(offsets.size, bool)
+    bad[[r["episode_index"] for r in self.rejected]] = True
+    lengths_ok = np.where(bad, 0, lengths)
+    starts, ep_of = valid_starts(offsets, lengths_ok, self.L, start_margin, end_margin)
+    has = np.zeros(offsets.size, bool)
+    has[ep_of] = True
+    self.dropped_short = int((~has & ~bad).sum())
+    if starts.size == 0:
+      longest = int(lengths_ok.max()) if lengths_ok.size else 0
+      raise ValueError(
+          f"no valid window in {source}: window length H+T+1 = {self.H}+{self.T}+1 = {self.L} plus margins "
+          f"{start_margin}+{end_margin} needs episodes of >= {self.L + start_margin + end_margin} steps, but the "
+          f"longest usable episode has {longest} steps ({offsets.size} episodes, {len(self.rejected)} rejected)")
+    eligible = np.flatnonzero(has)
+    tr, ev = _split(eligible.size, eval_fraction, key)
+    is_eval = np.zeros(offsets.size, bool)
+    is_eval[eligible[ev]] = True
+    self.train_episodes, self.eval_episodes = ids[eligible[tr]], ids[eligible[ev]]
+    self._starts_train = jnp.asarray(starts[~is_eval[ep_of]], jnp.int32)
+    self._starts_eval = jnp.asarray(starts[is_eval[ep_of]], jnp.int32)
+    self.num_train_windows = int(self._starts_train.shape[0])
+    self.num_eval_windows = int(self._starts_eval.shape[0])
+    self._data = {k: jnp.asarray(arrays[k]) for k in BATCH_KEYS}
+
+  @staticmethod
+  def _find_nonfinite(arrays: Mapping[str, np.ndarray], offsets: np.ndarray, lengths: np.ndarray, ids: np.ndarray,
+                      on_nonfinite: str) -> list:
+    out, seen = [], set()
+    for k in ("proprio", "extero", "action", "command", "reward", "value"):
+      x = np.asarray(arrays[k])
+      if not np.issubdtype(x.dtype, np.floating):
+        continue
+      bad = ~np.isfinite(x.reshape(x.shape[0], -1))
+      rows = np.flatnonzero(bad.any(-1))
+      for r in rows:
+        e = int(np.searchsorted(offsets, r, side="right") - 1)
+        if e in seen:
+          continue
+        seen.add(e)
+        loc = {"episode_index": e, "episode_id": int(ids[e]), "step": int(r - offsets[e]), "key": k,
+               "feature": int(np.flatnonzero(bad[r])[0]), "value": float(x.reshape(x.shape[0], -1)[r][bad[r]][0])}
+        if on_nonfinite == "raise":
+          raise ValueError(f"non-finite value {loc['value']} in episode {e} (id {loc['episode_id']}) at step "
+                           f"{loc['step']}, key {k!r}, feature {loc['feature']}")
+        out.append(loc)
+    if out:
+      print(f"data: WARNING rejected {len(out)} episodes with NaN/inf; first: {out[:3]}")
+    return out
+
+  # ---- sampler API consumed by the world-model trainer -------------------------------------------------------
+  def draw_starts(self, key: jax.Array, batch_size: int, eval: bool = False) -> jax.Array:  # noqa: A002
+    """The flat start indices `sample(key, B)` (or `sample_eval`) uses."""
+    starts = self._starts_eval if eval else self._starts_train
+    return starts[jax.random.randint(key, (batch_size,), 0, starts.shape[0])]
+
+  def gather(self, starts: Sequence[int] | jax.Array) -> dict:
+    """Windows at explicit flat start indices -> batch dict [B, L, ...] float32."""
+    return _gather(self._data, jnp.asarray(starts, jnp.int32), self.L)
+
+  def sample(self, key: jax.Array, batch_size: int) -> dict:
+    """B uniformly drawn training windows (device arrays)."""
+    return _sample(self._data, self._starts_train, key, batch_size, self.L)
+
+  def sample_eval(self, key: jax.Array, batch_size: int) -> dict:
+    """B uniformly drawn windows from held-out episodes."""
+    if self.num_eval_windows == 0:
+      raise ValueError(f"{self.source} has no held-out episodes (eval_fraction 0 or a single episode)")
+    return _sample(self._data, self._starts_eval, key, batch_size, self.L)
+
+  def summary(self) -> dict:
+    return {"source": self.source, "H": self.H, "T": self.T, "train_episodes": int(self.train_episodes.size),
+            "eval_episodes": int(self.eval_episodes.size), "train_windows": self.num_train_windows,
+            "eval_windows": self.num_eval_windows, "dropped_short": self.dropped_short,
+            "rejected_nonfinite": len(self.rejected)}
+
+
+def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int = 5, end_margin: int = 5,
+                 eval_fraction: float = 0.1, seed: int = 0, verify: bool = True) -> WindowDataset:
+  """Sim dataset from a generated directory (checks the manifest and every shard's size and sha256)."""
+  man, arrs = storage.load_all(data_dir, keys=["proprio", "extero", "action", "command", "reward", "value",
+                                               "expert_flag", "episode_id"], verify=verify)
+
+  def flat(x: np.ndarray) -> np.ndarray:  # [S_total, N, ...] -> env-major [N * S_total, ...]
+    x = np.swapaxes(x, 0, 1)
+    return np.ascontiguousarray(x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]))
+
+  arrays = {k: flat(v) for k, v in arrs.items()}
+  arrays["mask"] = np.ones(arrays["reward"].shape, np.uint8)
+  d = man["dims"]
+  dims = {"proprio": int(d["proprio"]), "extero": int(d["extero"]), "extero_shape": tuple(d["extero_shape"]),
+          "action": int(d["action"]), "command": int(d["command"])}
+  stats = scaler_lib.stats_from_json(man["scaler"])
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5B117)
+  return WindowDataset(arrays, arrays.pop("episode_id"), H, T, stats, dims, eval_fraction, key, start_margin,
+                       end_margin, source=str(pathlib.Path(data_dir)))
+
+
+def load_from_config(cfg: Any, workdir: str | os.PathLike) -> WindowDataset:
+  """`load_dataset` with H, T from `cfg.model` and margins/split from `cfg.data`."""
+  from simdist_jax import paths
+  return load_dataset(paths.data_dir(workdir), int(cfg.model.history), int(cfg.model.horizon),
+                      int(cfg.data.window_start_margin), int(cfg.data.window_end_margin),
+                      float(cfg.data.eval_fraction), int(cfg.run.seed))
+
+
+def from_episodes(episodes: Sequence[Mapping[str, np.ndarray]], H: int, T: int, stats: Mapping | None,
+                  eval_fraction: float, key: jax.Array, front_pad: bool = True, start_margin: int = 0,
+                  end_margin: int = 0, extero_shape: tuple | None = None, std_floor: float = 1e-4
+                  ) -> WindowDataset:
+  """Real episodes (no reward/value/flag) -> WindowDataset with the same batch format (see module docstring).
+
+  Args:
+    episodes: list of {"proprio" [N,P], "extero" [N,E], "action" [N,A], "command" [N,C]}, N may differ.
+    H, T: history and horizon.
+    stats: scaler dict to attach (finetuning keeps the sim scaler); None computes it from the recorded steps
+      (reward/value get mean 0, std 1).
+    eval_fraction, key: held-out share of episodes and the split key.
+    front_pad: prepend H copies of the first observation (zero action/command, mask 0).
+  Raises:
+    ValueError: naming the episode and key for missing keys, wrong shapes, NaN/inf (with step and feature), or
+      when no episode is long enough (naming the numbers).
+  """
+  if not episodes:
+    raise ValueError("from_episodes: empty episode list")
+  parts = {k: [] for k in BATCH_KEYS}
+  ids = []
+  dims0 = None
+  for i, ep in enumerate(episodes):
+    missing = [k for k in _FEATURE_KEYS if k not in ep]
+    if missing:
+      raise ValueError(f"episode {i} is missing keys {missing}")
+    arr = {k: np.asarray(ep[k], np.float32) for k in _FEATURE_KEYS}
+    n = arr["proprio"].shape[0]
+    for k, v in arr.items():
+      if v.ndim != 2 or v.shape[0] != n:
+        raise ValueError(f"episode {i}: {k} must be [N={n}, D], got shape {v.shape}")
+    dims_i = {k: arr[k].shape[1] for k in _FEATURE_KEYS}
+    if dims0 is None:
+      dims0 = dims_i
+    elif dims_i != dims0:
+      raise ValueError(f"episode {i} has feature dims {dims_i}, episode 0 has {dims0}")
+    if n == 0:
+      raise ValueError(f"episode {i} is empty")
+    for k, v in arr.items():
+      bad = np.argwhere(~np.isfinite(np.asarray(ep[k], np.float64)))
+      if bad.size:
+        step, feat = int(bad[0][0]), int(bad[0][1])
+        raise ValueError(f"non-finite value {np.asarray(ep[k])[step, feat]} in real episode {i} at step {step}, "
+                         f"key {k!r}, feature {feat} ({len(bad)} non-finite entries in this key)")
+    pad = H if front_pad else 0
+    for k in ("proprio", "extero"):
+      parts[k].append(np.concatenate([np.repeat(arr[k][:1], pad, 0), arr[k]], 0))
+    for k in ("action", "command"):
+      parts[k].append(np.concatenate([np.zeros((pad, arr[k].shape[1]), np.float32), arr[k]], 0))
+    for k in ("reward", "value"):
+      parts[k].append(np.zeros(n + pad, np.float32))
+    parts["expert_flag"].append(np.zeros(n + pad, np.uint8))
+    parts["mask"].append(np.concatenate([np.zeros(pad, np.uint8), np.ones(n, np.uint8)]))
+    ids.append(np.full(n + pad, i, np.int32))
+  arrays = {k: np.concatenate(v, 0) for k, v in parts.items()}
+  dims = dict(dims0)
+  dims["extero_shape"] = tuple(extero_shape) if extero_shape is not None else ((dims0["extero"],) if
+                                                                               dims0["extero"] else ())
+  if stats is None:
+    real = arrays["mask"] > 0
+    stats = scaler_lib.compute_stats({k: arrays[k][real] for k in _FEATURE_KEYS}, std_floor, _FEATURE_KEYS)
+    for k in ("reward", "value"):
+      stats[k] = {"mean": np.asarray(0.0, np.float32), "std": np.asarray(1.0, np.float32)}
+  return WindowDataset(arrays, np.concatenate(ids), H, T, stats, dims, eval_fraction, key, start_margin,
+                       end_margin, source=f"{len(episodes)} real episodes", on_nonfinite="raise")

@@ -1,0 +1,314 @@
+"""MPPI / CEM planner over a latent world model (paper §2.8, TD-MPC style).
+
+One control step plans against a single example:
+  * the caller computes the context once (`model.context(...)`), and `plan` broadcasts it to every candidate;
+  * the policy-prior samples (`policy_chunk` + `prior_std` noise) are drawn once per control step;
+  * `iterations` refinement rounds run in one `lax.scan`, and each round scores all N candidates with a single
+    vmapped call of `predict_latents` + `predict_returns`;
+  * each round keeps the top-K elites (`lax.top_k`) and weights them by exp(beta (R - max R)) (CEM: uniformly).
+
+Dimension letters: N candidates per iteration (Gaussian + prior), K elites, T model horizon (length of the
+model's action chunk), h planning horizon (`cfg.horizon` <= T), A action, C command, Z latent.
+
+`plan` is pure: `cfg` and `model` are static (bind them with `functools.partial` and jit, or use
+`make_plan_fn`); `variables` is a traced argument, so new (e.g. finetuned) params never recompile.
+The world model is duck-typed: any object with `context`, `predict_latents`, `predict_returns` and
+`policy_chunk` fields (see `simdist_jax.world_model.model.WorldModel`) works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+WARM_START_MODES = ("shift", "paper_code", "none")
+SHIFT_FILLS = ("repeat", "zero")
+TERMINAL_DISCOUNTS = ("T", "T+1")
+MODES = ("mppi", "cem")
+
+Bound = float | tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+  """Static planner settings (hashable; a jit static argument). Build with `from_config(section)`."""
+
+  num_samples: int = 450  # Gaussian samples per iteration.
+  num_prior_samples: int = 22  # policy-prior samples per control step (reused in every iteration).
+  iterations: int = 8  # refinement rounds per control step.
+  num_elites: int = 64  # K, top-K candidates kept per round.
+  inverse_temperature: float = 0.25  # beta in w = exp(beta (R - max R)); the official "temperature".
+  init_std: float = 2.0  # std of the Gaussian proposal at the start of every control step.
+  min_std: float = 0.05  # std floor after each update.
+  prior_std: float = 0.05  # noise std on the policy-prior chunk.
+  momentum: float = 0.0  # mean <- momentum * mean + (1 - momentum) * elite mean.
+  discount: float = 0.99  # gamma.
+  horizon: int = 25  # h, planning horizon; must be <= the model's T.
+  warm_start: str = "shift"  # "shift" | "paper_code" | "none".
+  shift_fill: str = "repeat"  # tail of the shifted plan: "repeat" last step or "zero".
+  terminal_discount: str = "T"  # value bootstrap weight gamma^h ("T", paper) or gamma^(h+1) ("T+1", code).
+  mode: str = "mppi"  # "mppi" (exp-weighted elites) | "cem" (uniform elite weights).
+  action_low: Bound = -1.0  # lower action bound (scalar or per-dimension tuple).
+  action_high: Bound = 1.0  # upper action bound (scalar or per-dimension tuple).
+
+  def __post_init__(self) -> None:
+    if self.num_samples < 0 or self.num_prior_samples < 0:
+      raise ValueError(f"sample counts must be >= 0, got num_samples={self.num_samples}, "
+                       f"num_prior_samples={self.num_prior_samples}")
+    if not 1 <= self.num_elites <= self.total_samples:
+      raise ValueError(f"num_elites={self.num_elites} must be in [1, num_samples + num_prior_samples = "
+                       f"{self.total_samples}]")
+    if self.iterations < 1:
+      raise ValueError(f"iterations={self.iterations} must be >= 1")
+    if self.horizon < 1:
+      raise ValueError(f"horizon={self.horizon} must be >= 1")
+    if self.warm_start not in WARM_START_MODES:
+      raise ValueError(f"warm_start={self.warm_start!r} not in {WARM_START_MODES}")
+    if self.shift_fill not in SHIFT_FILLS:
+      raise ValueError(f"shift_fill={self.shift_fill!r} not in {SHIFT_FILLS}")
+    if self.terminal_discount not in TERMINAL_DISCOUNTS:
+      raise ValueError(f"terminal_discount={self.terminal_discount!r} not in {TERMINAL_DISCOUNTS}")
+    if self.mode not in MODES:
+      raise ValueError(f"mode={self.mode!r} not in {MODES}")
+    if min(self.init_std, self.min_std, self.prior_std) < 0:
+      raise ValueError("init_std, min_std and prior_std must be >= 0")
+    if not 0.0 <= self.momentum < 1.0:
+      raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
+
+  @property
+  def total_samples(self) -> int:
+    """N, candidates scored per iteration."""
+    return self.num_samples + self.num_prior_samples
+
+  @classmethod
+  def from_config(cls, section: Mapping[str, Any]) -> "PlannerConfig":
+    """Builds the config from the `planner` config section (see experiments/configs/sections/planner.py)."""
+    def bound(x: Any) -> Bound:
+      return float(x) if isinstance(x, (int, float)) else tuple(float(v) for v in x)
+    return cls(
+        num_samples=int(section["num_samples"]),
+        num_prior_samples=num_prior_samples(section["num_samples"], section["prior_share"]),
+        iterations=int(section["iterations"]),
+        num_elites=int(section["num_elites"]),
+        inverse_temperature=float(section["inverse_temperature"]),
+        init_std=float(section["init_std"]),
+        min_std=float(section["min_std"]),
+        prior_std=float(section["prior_std"]),
+        momentum=float(section["momentum"]),
+        discount=float(section["discount"]),
+        horizon=int(section["horizon"]),
+        warm_start=str(section["warm_start"]),
+        shift_fill=str(section["shift_fill"]),
+        terminal_discount=str(section["terminal_discount"]),
+        mode=str(section["mode"]),
+        action_low=bound(section["action_low"]),
+        action_high=bound(section["action_high"]),
+    )
+
+
+def num_prior_samples(num_samples: int, prior_share: float) -> int:
+  """Policy-prior sample count, as in the official code: int(num_samples * mixture_coef) (450, 0.05 -> 22)."""
+  return int(int(num_samples) * float(prior_share) + 1e-6)  # + 1e-6: 192 * (16 / 192) -> 16, not 15.
+
+
+@flax.struct.dataclass
+class PlannerState:
+  """Planner state carried between control steps.
+
+  mean: [h, A] the last emitted plan (the next step warm-starts from it).
+  std:  [h, A] the final proposal std of the last step (diagnostic; each step restarts from init_std).
+  key:  PRNG key for the next step.
+  """
+  mean: jax.Array
+  std: jax.Array
+  key: jax.Array
+
+
+def init_state(cfg: PlannerConfig, action_dim: int, key: jax.Array) -> PlannerState:
+  """Zero plan, init_std proposal."""
+  shape = (cfg.horizon, action_dim)
+  return PlannerState(mean=jnp.zeros(shape, jnp.float32), std=jnp.full(shape, cfg.init_std, jnp.float32),
+                      key=key)
+
+
+def shift_plan(prev_mean: jax.Array, fill: str) -> jax.Array:
+  """[a_1, ..., a_{h-1}, fill]: the previous plan advanced by one control step."""
+  tail = prev_mean[-1:] if fill == "repeat" else jnp.zeros_like(prev_mean[-1:])
+  return jnp.concatenate([prev_mean[1:], tail], axis=0)
+
+
+def warm_start(cfg: PlannerConfig, prev_mean: jax.Array) -> jax.Array:
+  """Initial mean of a control step from the previous plan [h, A].
+
+  shift:      [a_1, ..., a_{h-1}, a_{h-1} or 0] (TD-MPC; the intended behaviour).
+  paper_code: the official code, roll(+1) then zero everything after index 1, i.e. [a_{h-1}, 0, ..., 0].
+  none:       zeros.
+  """
+  if cfg.warm_start == "shift":
+    return shift_plan(prev_mean, cfg.shift_fill)
+  if cfg.warm_start == "paper_code":
+    rolled = jnp.roll(prev_mean, 1, axis=0)
+    return rolled.at[1:].set(0.0)
+  return jnp.zeros_like(prev_mean)
+
+
+def discounted_return(cfg: PlannerConfig, rewards: jax.Array, values: jax.Array) -> jax.Array:
+  """sum_{k<h} gamma^k r_k + gamma^h V_h (or gamma^(h+1)); rewards [T] = r_t.., values [T] = V_{t+1}..."""
+  h = cfg.horizon
+  disc = cfg.discount ** jnp.arange(h, dtype=rewards.dtype)
+  exponent = h if cfg.terminal_discount == "T" else h + 1
+  return jnp.sum(disc * rewards[:h]) + cfg.discount ** exponent * values[h - 1]
+
+
+def elite_update(cfg: PlannerConfig, candidates: jax.Array, returns: jax.Array, mean: jax.Array
+                 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """One MPPI/CEM update from scored candidates.
+
+  Args:
+    cfg: planner config (num_elites, inverse_temperature, mode, min_std, momentum).
+    candidates: [N, h, A] action sequences.
+    returns: [N] predicted returns; non-finite entries are never selected with positive weight.
+    mean: [h, A] current mean (for momentum).
+
+  Returns:
+    (new_mean [h, A], new_std [h, A], stats) where stats holds the normalized elite weights [K], elite indices
+    [K] and elite returns [K].
+  """
+  finite = jnp.isfinite(returns)
+  masked = jnp.where(finite, returns, -jnp.inf)
+  elite_returns, elite_idx = jax.lax.top_k(masked, cfg.num_elites)
+  elites = candidates[elite_idx]  # [K, h, A]
+  elite_finite = jnp.isfinite(elite_returns)
+  if cfg.mode == "mppi":
+    best = jnp.max(elite_returns)
+    logits = cfg.inverse_temperature * (elite_returns - best)
+    w = jnp.where(elite_finite, jnp.exp(jnp.where(elite_finite, logits, 0.0)), 0.0)
+  else:
+    w = elite_finite.astype(returns.dtype)
+  w = w / jnp.sum(w)  # 0/0 = NaN only if no candidate is finite: the caller falls back.
+  elite_mean = jnp.einsum("k,kta->ta", w, elites)
+  elite_var = jnp.einsum("k,kta->ta", w, jnp.square(elites - elite_mean))
+  new_std = jnp.maximum(jnp.sqrt(elite_var), cfg.min_std)
+  new_mean = cfg.momentum * mean + (1.0 - cfg.momentum) * elite_mean
+  return new_mean, new_std, {"weights": w, "elite_idx": elite_idx, "elite_returns": elite_returns}
+
+
+def _check_context(ctx: Any, commands: jax.Array) -> None:
+  """Trace-time checks before the model is called: single-example context and [T+1, C] commands."""
+  z, tokens = getattr(ctx, "z", None), getattr(ctx, "tokens", None)
+  if (z is not None and jnp.ndim(z) != 1) or (tokens is not None and jnp.ndim(tokens) != 2):
+    raise ValueError(
+        "plan expects a single-example context (z [Z], tokens [L, D]); got "
+        f"z {jnp.shape(z)}, tokens {jnp.shape(tokens)}. vmap `plan` at the call site for a batch.")
+  if jnp.ndim(commands) != 2:
+    raise ValueError(f"commands must be [T+1, C], got {jnp.shape(commands)}")
+
+
+def _check_inputs(cfg: PlannerConfig, state: PlannerState, commands: jax.Array, prior_chunk: jax.Array
+                  ) -> None:
+  """Trace-time shape checks with messages that print the actual shapes."""
+  if prior_chunk.ndim != 2:
+    raise ValueError(f"model.policy_chunk must return [T, A], got {prior_chunk.shape}")
+  model_t, action_dim = prior_chunk.shape
+  if cfg.horizon > model_t:
+    raise ValueError(f"planner horizon {cfg.horizon} > model horizon T={model_t}")
+  if commands.ndim != 2 or commands.shape[0] != model_t + 1:
+    raise ValueError(f"commands must be [T+1, C] = [{model_t + 1}, C], got {commands.shape}")
+  if state.mean.shape != (cfg.horizon, action_dim) or state.std.shape != state.mean.shape:
+    raise ValueError(f"planner state mean/std must be [h, A] = {(cfg.horizon, action_dim)}, got "
+                     f"{state.mean.shape}/{state.std.shape}")
+
+
+def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ctx: Any, commands: jax.Array
+         ) -> tuple[jax.Array, PlannerState, dict[str, jax.Array]]:
+  """One control step of MPPI/CEM.
+
+  Args:
+    cfg: static planner config.
+    model: static world model (duck-typed `WorldModel`).
+    variables: world-model variables (traced; swapping them never recompiles).
+    state: PlannerState from the previous step (or `init_state`).
+    ctx: the model context for this step, computed once by the caller with `model.context`.
+    commands: [T+1, C] commands c_t..c_{t+T} (T = model horizon; C may be 0).
+
+  Returns:
+    (action_chunk [h, A] clipped to the bounds, new PlannerState, info) with `info` a flat dict of scalars.
+    The caller applies action_chunk[0].
+  """
+  _check_context(ctx, commands)
+  prior_chunk = model.policy_chunk(variables, ctx, commands)
+  _check_inputs(cfg, state, commands, prior_chunk)
+  model_t, action_dim = prior_chunk.shape
+  h, n_gauss, n_prior = cfg.horizon, cfg.num_samples, cfg.num_prior_samples
+  low = jnp.broadcast_to(jnp.asarray(cfg.action_low, jnp.float32), (action_dim,))
+  high = jnp.broadcast_to(jnp.asarray(cfg.action_high, jnp.float32), (action_dim,))
+
+  key_next, key_noise = jax.random.split(state.key)
+  # All noise of the control step in one draw (one RNG kernel; compiles faster than a draw per iteration):
+  # the first n_prior rows perturb the policy prior, the rest are the Gaussian proposals of each iteration.
+  noise = jax.random.normal(key_noise, (n_prior + cfg.iterations * n_gauss, h, action_dim))
+  gauss_noise = noise[n_prior:].reshape(cfg.iterations, n_gauss, h, action_dim)
+
+  # Candidates are planned over h steps; if h < T the model sees them padded with the policy prior's tail.
+  tail = prior_chunk[h:]
+
+  def candidate_return(actions: jax.Array) -> jax.Array:  # [h, A] -> scalar
+    full = jnp.concatenate([actions, tail], axis=0)
+    z_hat = model.predict_latents(variables, ctx, full)
+    rewards, values = model.predict_returns(variables, ctx, z_hat, full, commands)
+    return discounted_return(cfg, rewards, values)
+
+  score = jax.vmap(candidate_return)  # ctx, variables, commands are closed over: computed once, broadcast.
+
+  # Policy-prior samples: drawn once per control step, reused by every iteration.
+  prior = prior_chunk[:h] + cfg.prior_std * noise[:n_prior]
+  prior = jnp.clip(prior, low, high)
+
+  mean0 = jnp.clip(warm_start(cfg, state.mean), low, high)
+  std0 = jnp.full_like(mean0, cfg.init_std)
+
+  def iteration(carry, eps):
+    mean, std = carry
+    gauss = mean + std * eps
+    candidates = jnp.concatenate([jnp.clip(gauss, low, high), prior], axis=0)  # [N, h, A]
+    returns = score(candidates)
+    new_mean, new_std, st = elite_update(cfg, candidates, returns, mean)
+    finite = jnp.isfinite(returns)
+    n_finite = jnp.sum(finite)
+    w = st["weights"]
+    stats = {
+        "planner/return_mean": jnp.sum(jnp.where(finite, returns, 0.0)) / jnp.maximum(n_finite, 1),
+        "planner/return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)),
+        "planner/elite_return_mean": jnp.sum(w * jnp.where(jnp.isfinite(st["elite_returns"]),
+                                                           st["elite_returns"], 0.0)),
+        "planner/ess": jnp.nan_to_num(1.0 / jnp.sum(jnp.square(w)), nan=0.0),  # 0 if no finite candidate
+        "planner/prior_elite_frac": jnp.mean((st["elite_idx"] >= n_gauss).astype(jnp.float32)),
+        "planner/prior_return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)[n_gauss:], initial=-jnp.inf),
+        "planner/nonfinite_returns": jnp.sum(~finite).astype(jnp.int32),
+    }
+    return (new_mean, new_std), stats
+
+  (mean, std), stats = jax.lax.scan(iteration, (mean0, std0), gauss_noise)
+
+  ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(std))
+  fallback = jnp.clip(shift_plan(state.mean, cfg.shift_fill), low, high)
+  fallback = jnp.where(jnp.isfinite(fallback), fallback, 0.0)
+  mean = jnp.clip(jnp.where(ok, mean, fallback), low, high)
+  std = jnp.where(ok, std, std0)
+
+  info = {k: v[-1] for k, v in stats.items() if k != "planner/nonfinite_returns"}
+  info["planner/nonfinite_returns"] = jnp.sum(stats["planner/nonfinite_returns"])
+  info["planner/nonfinite_fallback"] = (~ok).astype(jnp.int32)
+  info["planner/std_mean"] = jnp.mean(std)
+  return mean, PlannerState(mean=mean, std=std, key=key_next), info
+
+
+def make_plan_fn(cfg: PlannerConfig, model: Any, jit: bool = True) -> Callable[..., Any]:
+  """`fn(variables, state, ctx, commands) -> (action_chunk, state, info)` with cfg and model bound."""
+  fn = functools.partial(plan, cfg, model)
+  return jax.jit(fn) if jit else fn

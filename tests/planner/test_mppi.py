@@ -1,0 +1,262 @@
+"""MPPI/CEM planner: hand-worked updates, LQR optimum, warm start, determinism, recompiles, NaN fallback."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from simdist_jax.planner import mppi
+from tests.planner import lqr_gains
+from tests.planner import lqr_plan
+from tests.planner import make_linear_model
+from tests.planner import make_variables
+
+T = 5  # model horizon of the stand-in
+F = np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.1], [0.0, 0.0, 0.9]])
+G = np.array([[0.1, 0.0], [0.5, 0.0], [0.0, 0.5]])
+Q, R, P = np.eye(3), 0.5 * np.eye(2), 2.0 * np.eye(3)
+Z0 = np.array([1.0, -0.5, 0.8], np.float32)
+GAMMA = 0.95
+
+BASE = mppi.PlannerConfig(num_samples=256, num_prior_samples=0, iterations=10, num_elites=32,
+                          inverse_temperature=2.0, init_std=1.0, min_std=1e-3, prior_std=0.0, momentum=0.0,
+                          discount=GAMMA, horizon=T, warm_start="none", mode="mppi", action_low=-5.0,
+                          action_high=5.0)
+
+
+TRACES = []  # one entry per trace of the stand-in's predict_latents
+MODEL = make_linear_model(T, traces=TRACES)
+VARIABLES = make_variables(F, G, Q, R, P)
+CTX = MODEL.context(VARIABLES, jnp.zeros((2, 3)), jnp.zeros((2, 2)), jnp.asarray(Z0), jnp.zeros((0,)))
+COMMANDS = jnp.zeros((T + 1, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _plan_fn(cfg):
+  """One jitted planner per config, shared by the tests (compiling dominates their run time on CPU)."""
+  return mppi.make_plan_fn(cfg, MODEL)
+
+
+def _state(cfg, seed=0):
+  return mppi.init_state(cfg, 2, jax.random.key(seed))
+
+
+SHARED = dataclasses.replace(BASE, iterations=3, num_prior_samples=8, prior_std=0.1, warm_start="shift")
+
+
+def test_discounted_return_hand_worked():
+  cfg = dataclasses.replace(BASE, discount=0.5, horizon=3)
+  rewards, values = jnp.array([1.0, 2.0, 3.0]), jnp.array([10.0, 20.0, 30.0])
+  # 1 + 0.5*2 + 0.25*3 + 0.125*30
+  assert float(mppi.discounted_return(cfg, rewards, values)) == pytest.approx(6.5)
+  cfg_t1 = dataclasses.replace(cfg, terminal_discount="T+1")  # ... + 0.0625*30
+  assert float(mppi.discounted_return(cfg_t1, rewards, values)) == pytest.approx(4.625)
+  cfg_h2 = dataclasses.replace(cfg, horizon=2)  # 1 + 0.5*2 + 0.25*V_2 (= values[1] = 20)
+  assert float(mppi.discounted_return(cfg_h2, rewards, values)) == pytest.approx(7.0)
+
+
+def test_elite_update_hand_worked():
+  # 4 scalar candidates a = 0..3 with returns 0, 1, 3, 2; K = 2 -> elites a=2 (R=3), a=3 (R=2).
+  cands = jnp.arange(4.0).reshape(4, 1, 1)
+  returns = jnp.array([0.0, 1.0, 3.0, 2.0])
+  cfg = dataclasses.replace(BASE, num_samples=4, num_elites=2, inverse_temperature=float(np.log(2.0)),
+                            min_std=0.0, horizon=1)
+  mean, std, st = mppi.elite_update(cfg, cands, returns, jnp.zeros((1, 1)))
+  np.testing.assert_array_equal(np.asarray(st["elite_idx"]), [2, 3])
+  np.testing.assert_allclose(np.asarray(st["weights"]), [2 / 3, 1 / 3], rtol=1e-6)  # exp(ln2 * (R - 3))
+  assert float(mean[0, 0]) == pytest.approx(7 / 3, rel=1e-6)
+  assert float(std[0, 0]) == pytest.approx(np.sqrt(2 / 9), rel=1e-6)  # 2/3 (1/3)^2 + 1/3 (2/3)^2
+  # std floor.
+  _, std_f, _ = mppi.elite_update(dataclasses.replace(cfg, min_std=0.5), cands, returns, jnp.zeros((1, 1)))
+  assert float(std_f[0, 0]) == pytest.approx(0.5)
+  # momentum 0.5 from mean 1: 0.5 * 1 + 0.5 * 7/3.
+  mean_m, _, _ = mppi.elite_update(dataclasses.replace(cfg, momentum=0.5), cands, returns, jnp.ones((1, 1)))
+  assert float(mean_m[0, 0]) == pytest.approx(5 / 3, rel=1e-6)
+  # CEM: uniform elite weights -> mean 2.5, std 0.5.
+  mean_c, std_c, st_c = mppi.elite_update(dataclasses.replace(cfg, mode="cem"), cands, returns,
+                                          jnp.zeros((1, 1)))
+  np.testing.assert_allclose(np.asarray(st_c["weights"]), [0.5, 0.5])
+  assert float(mean_c[0, 0]) == pytest.approx(2.5) and float(std_c[0, 0]) == pytest.approx(0.5)
+  # A NaN return is never an elite with positive weight.
+  returns_nan = returns.at[2].set(jnp.nan)  # elites now a=3 (R=2), a=1 (R=1)
+  mean_n, _, st_n = mppi.elite_update(cfg, cands, returns_nan, jnp.zeros((1, 1)))
+  np.testing.assert_array_equal(np.asarray(st_n["elite_idx"]), [3, 1])
+  assert float(mean_n[0, 0]) == pytest.approx(2 / 3 * 3 + 1 / 3 * 1, rel=1e-6)
+
+
+@pytest.mark.parametrize("mode,terminal", [("mppi", "T"), ("cem", "T+1")])
+def test_converges_to_lqr_optimum(mode, terminal):
+  cfg = dataclasses.replace(BASE, mode=mode, terminal_discount=terminal)
+  model, variables, ctx, commands = MODEL, VARIABLES, CTX, COMMANDS
+  p_term = P * (GAMMA if terminal == "T+1" else 1.0)
+  optimum = lqr_plan(F, G, Q, R, p_term, T, GAMMA, Z0)
+  assert np.abs(optimum).max() < 2.0  # interior optimum, far from the bounds
+  chunk, _, info = _plan_fn(cfg)(variables, _state(cfg), ctx, commands)
+  np.testing.assert_allclose(np.asarray(chunk[0]), optimum[0], atol=0.03)
+  np.testing.assert_allclose(np.asarray(chunk), optimum, atol=0.05)
+  # The planned return is within 1e-3 of the optimal one (zero action scores much lower).
+  ret = lambda a: float(mppi.discounted_return(cfg, *model.predict_returns(
+      variables, ctx, model.predict_latents(variables, ctx, jnp.asarray(a, jnp.float32)),
+      jnp.asarray(a, jnp.float32), commands)))
+  assert ret(chunk) > ret(optimum) - 1e-3
+  assert ret(optimum) > ret(np.zeros((T, 2))) + 0.3
+  assert int(info["planner/nonfinite_fallback"]) == 0
+  assert float(info["planner/return_max"]) <= ret(optimum) + 1e-4
+
+
+def test_lqr_oracle_matches_closed_form_gain():
+  # Sanity of the oracle itself: for h=1, a_0 = -(R + g G'PG)^-1 g G'P F z0.
+  k = lqr_gains(F, G, Q, R, P, 1, GAMMA)[0]
+  expected = np.linalg.solve(R + GAMMA * G.T @ P @ G, GAMMA * G.T @ P @ F) @ Z0
+  np.testing.assert_allclose(-k @ Z0, -expected, rtol=1e-10)
+
+
+def test_horizon_shorter_than_model_matches_short_lqr():
+  cfg = dataclasses.replace(BASE, horizon=3)
+  chunk, _, _ = _plan_fn(cfg)(VARIABLES, _state(cfg), CTX, COMMANDS)
+  assert chunk.shape == (3, 2)
+  np.testing.assert_allclose(np.asarray(chunk), lqr_plan(F, G, Q, R, P, 3, GAMMA, Z0), atol=0.05)
+
+
+def test_warm_start_modes():
+  prev = jnp.arange(8.0).reshape(4, 2)
+  cfg = dataclasses.replace(BASE, horizon=4)
+  shift = mppi.warm_start(dataclasses.replace(cfg, warm_start="shift", shift_fill="repeat"), prev)
+  np.testing.assert_array_equal(np.asarray(shift), [[2, 3], [4, 5], [6, 7], [6, 7]])
+  shift0 = mppi.warm_start(dataclasses.replace(cfg, warm_start="shift", shift_fill="zero"), prev)
+  np.testing.assert_array_equal(np.asarray(shift0), [[2, 3], [4, 5], [6, 7], [0, 0]])
+  paper = mppi.warm_start(dataclasses.replace(cfg, warm_start="paper_code"), prev)
+  np.testing.assert_array_equal(np.asarray(paper), [[6, 7], [0, 0], [0, 0], [0, 0]])
+  none = mppi.warm_start(dataclasses.replace(cfg, warm_start="none"), prev)
+  np.testing.assert_array_equal(np.asarray(none), np.zeros((4, 2)))
+
+
+def test_plan_moves_previous_plan_by_one_step():
+  # With zero proposal std and no prior, every candidate equals the warm-started mean, so the plan returns it.
+  # (paper_code's [prev[-1], 0, ...] is checked exactly in test_warm_start_modes.)
+  cfg = dataclasses.replace(BASE, warm_start="shift", shift_fill="repeat", init_std=0.0, min_std=0.0,
+                            iterations=2)
+  expected = [[0.2, -0.3], [0.4, -0.5], [0.8, -0.9], [1.0, -1.0], [1.0, -1.0]]
+  prev = jnp.array([[0.0, 0.0], [0.2, -0.3], [0.4, -0.5], [0.8, -0.9], [1.0, -1.0]])
+  chunk, new_state, _ = _plan_fn(cfg)(VARIABLES, _state(cfg).replace(mean=prev), CTX, COMMANDS)
+  np.testing.assert_allclose(np.asarray(chunk), expected, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(new_state.mean), expected, atol=1e-6)
+
+
+def test_policy_prior_samples_are_used():
+  # A good policy prior (LQR gain) and a near-zero Gaussian proposal: the K=4 elites are the prior samples.
+  k0 = lqr_gains(F, G, Q, R, P, T, GAMMA)[0]
+  cfg = dataclasses.replace(BASE, num_samples=16, num_prior_samples=4, num_elites=4, init_std=1e-6,
+                            prior_std=0.0, iterations=1)
+  variables = make_variables(F, G, Q, R, P, k=k0)
+  chunk, _, info = _plan_fn(cfg)(variables, _state(cfg, 1), CTX, COMMANDS)
+  np.testing.assert_allclose(np.asarray(chunk), np.asarray(MODEL.policy_chunk(variables, CTX, COMMANDS)),
+                             atol=1e-5)
+  assert float(info["planner/prior_elite_frac"]) == 1.0
+  assert float(info["planner/prior_return_max"]) == pytest.approx(float(info["planner/return_max"]), rel=1e-6)
+
+
+def test_same_key_same_plan_and_key_advances():
+  variables, ctx, commands, state = VARIABLES, CTX, COMMANDS, _state(SHARED)
+  fn = _plan_fn(SHARED)
+  a1, s1, _ = fn(variables, state, ctx, commands)
+  a2, s2, _ = fn(variables, state, ctx, commands)
+  np.testing.assert_array_equal(np.asarray(a1), np.asarray(a2))
+  np.testing.assert_array_equal(jax.random.key_data(s1.key), jax.random.key_data(s2.key))
+  a3, _, _ = fn(variables, state.replace(key=jax.random.key(7)), ctx, commands)
+  assert np.abs(np.asarray(a3) - np.asarray(a1)).max() > 1e-4
+  assert not np.array_equal(jax.random.key_data(s1.key), jax.random.key_data(state.key))
+
+
+def test_update_pieces_jit_matches_no_jit():
+  # The per-step pieces, jitted and op-by-op (the full `plan` is compared in the slow test below).
+  cfg = dataclasses.replace(BASE, num_samples=16, num_elites=4, horizon=3)
+  cands = jax.random.normal(jax.random.key(3), (16, 3, 2))
+  returns = -jnp.sum(jnp.square(cands - 0.2), axis=(1, 2))
+  mean = jnp.full((3, 2), 0.1, jnp.float32)
+  upd = lambda c, r, m: mppi.elite_update(cfg, c, r, m)
+  (m_j, s_j, st_j), (m_n, s_n, st_n) = jax.jit(upd)(cands, returns, mean), upd(cands, returns, mean)
+  np.testing.assert_allclose(np.asarray(m_j), np.asarray(m_n), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(s_j), np.asarray(s_n), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(st_j["weights"]), np.asarray(st_n["weights"]), atol=1e-6)
+  ret = lambda r, v: mppi.discounted_return(cfg, r, v)
+  r, v = jnp.arange(5.0), jnp.arange(5.0) * 2
+  assert float(jax.jit(ret)(r, v)) == pytest.approx(float(ret(r, v)), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_plan_jit_matches_no_jit():
+  state = _state(SHARED).replace(mean=jnp.full((T, 2), 0.3, jnp.float32))
+  a_j, s_j, i_j = _plan_fn(SHARED)(VARIABLES, state, CTX, COMMANDS)
+  with jax.disable_jit():
+    a_n, s_n, i_n = mppi.make_plan_fn(SHARED, MODEL, jit=False)(VARIABLES, state, CTX, COMMANDS)
+  np.testing.assert_allclose(np.asarray(a_j), np.asarray(a_n), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(s_j.std), np.asarray(s_n.std), atol=1e-5)
+  for k in i_j:
+    np.testing.assert_allclose(np.asarray(i_j[k]), np.asarray(i_n[k]), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_new_variables_do_not_recompile():
+  fn = _plan_fn(SHARED)  # jax.jit(functools.partial(mppi.plan, SHARED, MODEL)), maybe compiled by another test
+  state = _state(SHARED)
+  a1, _, _ = fn(VARIABLES, state, CTX, COMMANDS)
+  n_traces, n_compiled = len(TRACES), fn._cache_size()  # pylint: disable=protected-access
+  assert n_traces >= 1 and n_compiled >= 1  # the counters see the first trace
+  variables2 = jax.tree.map(lambda x: x * 1.1, VARIABLES)  # "finetuned" params, same shapes
+  a2, _, _ = fn(variables2, state, CTX, COMMANDS)
+  assert len(TRACES) == n_traces  # no retrace
+  assert fn._cache_size() == n_compiled  # no new executable  # pylint: disable=protected-access
+  assert np.abs(np.asarray(a2) - np.asarray(a1)).max() > 1e-4  # the new params are actually used
+
+
+def test_all_nonfinite_returns_fall_back_to_shifted_plan():
+  bad = jax.tree.map(lambda x: x, VARIABLES)
+  bad["params"]["dynamics"]["F"] = VARIABLES["params"]["dynamics"]["F"].at[0, 0].set(jnp.nan)
+  prev = jnp.tile(jnp.arange(T, dtype=jnp.float32)[:, None] / 10, (1, 2))
+  chunk, new_state, info = _plan_fn(SHARED)(bad, _state(SHARED).replace(mean=prev), CTX, COMMANDS)
+  assert int(info["planner/nonfinite_fallback"]) == 1
+  assert int(info["planner/nonfinite_returns"]) == SHARED.iterations * SHARED.total_samples
+  assert np.all(np.isfinite(np.asarray(chunk))) and np.all(np.isfinite(np.asarray(new_state.std)))
+  np.testing.assert_allclose(np.asarray(chunk), np.asarray(mppi.shift_plan(prev, "repeat")))
+  assert float(info["planner/ess"]) == 0.0
+
+
+def test_some_nonfinite_returns_are_masked_not_fatal():
+  variables = make_variables(F, G, Q, R, P, nan_above=0.5)
+  chunk, _, info = _plan_fn(SHARED)(variables, _state(SHARED), CTX, COMMANDS)
+  assert int(info["planner/nonfinite_fallback"]) == 0
+  assert int(info["planner/nonfinite_returns"]) > 10
+  assert np.all(np.isfinite(np.asarray(chunk))) and float(chunk[0, 0]) <= 0.5
+  assert np.isfinite(float(info["planner/return_mean"]))
+
+
+def test_actions_respect_bounds():
+  cfg = dataclasses.replace(BASE, action_low=(-0.1, -0.2), action_high=(0.1, 0.05), iterations=3)
+  chunk, _, _ = _plan_fn(cfg)(VARIABLES, _state(cfg), CTX, COMMANDS)
+  c = np.asarray(chunk)
+  assert c[:, 0].min() >= -0.1 and c[:, 0].max() <= 0.1 and c[:, 1].min() >= -0.2 and c[:, 1].max() <= 0.05
+  assert np.abs(c).max() > 0.04  # not trivially zero: the optimum is outside the box, so it sits on it
+
+
+def test_bad_inputs_raise():
+  with pytest.raises(ValueError, match="num_elites"):
+    dataclasses.replace(BASE, num_samples=10, num_prior_samples=2, num_elites=13)
+  with pytest.raises(ValueError, match="warm_start"):
+    dataclasses.replace(BASE, warm_start="roll")
+  with pytest.raises(ValueError, match="mode"):
+    dataclasses.replace(BASE, mode="mpc")
+  cfg_long = dataclasses.replace(BASE, horizon=T + 1)
+  model, variables, ctx, commands = MODEL, VARIABLES, CTX, COMMANDS
+  with pytest.raises(ValueError, match="horizon"):
+    mppi.plan(cfg_long, model, variables, mppi.init_state(cfg_long, 2, jax.random.key(0)), ctx, commands)
+  state = mppi.init_state(BASE, 2, jax.random.key(0))
+  batched = jax.tree.map(lambda x: jnp.stack([x, x]), ctx)
+  with pytest.raises(ValueError, match="single-example context"):
+    mppi.plan(BASE, model, variables, state, batched, commands)
+  with pytest.raises(ValueError, match="commands"):
+    mppi.plan(BASE, model, variables, state, ctx, jnp.zeros((T, 0)))
+  with pytest.raises(ValueError, match="planner state"):
+    mppi.plan(BASE, model, variables, mppi.init_state(BASE, 3, jax.random.key(0)), ctx, commands)

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
   workdir = pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)
   fn = getattr(importlib.import_module(mod_name), fn_name)
   try:
-    config_lib.prepare_run_dir(workdir, cfg)
+    config_lib.write_run_config(workdir, cfg)
     fn(cfg, workdir)
   except config_lib.ConfigError as e:
     print(f"simdist-jax: {e}", file=sys.stderr)

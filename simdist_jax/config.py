@@ -167,6 +167,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     raise
 
 
+def write_run_config(workdir: str | os.PathLike, cfg) -> pathlib.Path:
+  """Writes `<workdir>/config.json` (the config of the latest invocation). Stage directories below it guard
+  their own artifacts with `prepare_run_dir(stage_dir, cfg, sections=...)`, so changing e.g. `adapt` reuses a
+  trained expert and dataset but refuses a stale `adapt/` directory."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  atomic_write_text(workdir / "config.json", to_json(cfg))
+  return workdir
+
+
 def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] | None = None) -> pathlib.Path:
   """Creates `workdir` and writes `config.json`, or checks that an existing one matches.
 

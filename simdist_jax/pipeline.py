@@ -21,6 +21,9 @@ def _log(msg: str) -> None:
 
 
 # ---- world model stages ------------------------------------------------------------------------------------
+# What a pretrained model depends on (its directory refuses a config that differs in any of these).
+_PRETRAIN_SECTIONS = ("task", "env", "domain", "expert", "data", "model", "run")
+
 def pretrain_is_complete(cfg, workdir) -> bool:
   from simdist_jax.world_model import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
   d = paths.model_dir(workdir) / "checkpoints"
@@ -38,6 +41,7 @@ def pretrain_stage(cfg, workdir):
   """`simdist-jax pretrain`: trains (or resumes) the world model on `<workdir>/data/`."""
   from simdist_jax.data import windows  # pylint: disable=import-outside-toplevel
   from simdist_jax.world_model import train  # pylint: disable=import-outside-toplevel
+  config_lib.prepare_run_dir(paths.model_dir(workdir), cfg, sections=_PRETRAIN_SECTIONS)
   if pretrain_is_complete(cfg, workdir):
     _log(f"pretrain: complete in {paths.model_dir(workdir)}; skipping")
     return None
@@ -69,20 +73,14 @@ def finetune_stage(cfg, workdir):
 def _stages():
   from simdist_jax.adapt import loop  # pylint: disable=import-outside-toplevel
   from simdist_jax.analysis import report  # pylint: disable=import-outside-toplevel
-  from simdist_jax.data import generate, report as data_report, storage  # pylint: disable=import-outside-toplevel
+  from simdist_jax.data import generate, report as data_report  # pylint: disable=import-outside-toplevel
   from simdist_jax.experts import evaluate, ppo  # pylint: disable=import-outside-toplevel
-
-  def data_complete(cfg, wd):
-    try:
-      storage.read_manifest(paths.data_dir(wd))
-      return True
-    except Exception:  # pylint: disable=broad-except  # missing or incomplete: (re)run generate, which resumes
-      return False
 
   return [
       ("expert", ppo.is_complete, ppo.run_stage),
       ("expert-eval", lambda c, wd: (paths.expert_dir(wd) / "expert_eval.json").exists(), evaluate.run_stage),
-      ("generate", data_complete, generate.run_stage),
+      # generate itself confirms a complete dataset (and refuses one made by another config) or resumes.
+      ("generate", lambda c, wd: False, generate.run_stage),
       ("data-report", lambda c, wd: (paths.data_dir(wd) / "data_report.json").exists(), data_report.run_stage),
       ("pretrain", pretrain_is_complete, pretrain_stage),
       ("adapt", loop.is_complete, loop.run_stage),
@@ -93,7 +91,7 @@ def _stages():
 def run_stage(cfg, workdir) -> dict:
   """Runs every stage in order, skipping the complete ones; returns {stage: seconds}."""
   workdir = pathlib.Path(workdir)
-  config_lib.prepare_run_dir(workdir, cfg)
+  config_lib.write_run_config(workdir, cfg)
   stages = _stages()
   times = {}
   t_all = time.perf_counter()

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   mod_name, fn_name, _ = stages[args.stage]
   if args.stage == "report":
-    run_dir = pathlib.Path(args.run_dir)
+    run_dir = pathlib.Path(args.run_dir).absolute()
     if not (run_dir / "config.json").exists():
       print(f"simdist-jax: {run_dir} is not a run directory (no config.json)", file=sys.stderr)
       return 2
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
   except config_lib.ConfigError as e:
     print(f"simdist-jax: config error: {e}", file=sys.stderr)
     return 2
-  workdir = pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)
+  workdir = (pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)).absolute()
   fn = getattr(importlib.import_module(mod_name), fn_name)
   try:
     config_lib.write_run_config(workdir, cfg)

@@ -34,22 +34,29 @@ class DomainAutoResetWrapper(Wrapper):
     state = self.env.step(state, action)
     keys = jax.vmap(jax.random.split)(state.info["reset_rng"])
     next_rng, reset_keys = keys[:, 0], keys[:, 1]
-    fresh = self.env.reset(reset_keys)
-    done = state.done
 
-    def where_done(new, old):
-      d = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
-      return jnp.where(d, new, old)
+    def reset_done(state: State) -> State:
+      fresh = self.env.reset(reset_keys)
+      done = state.done
 
-    info = dict(state.info)
-    for k, v in fresh.info.items():
-      if k not in _WRAPPER_INFO:
-        info[k] = jax.tree.map(where_done, v, state.info[k])
-    info["reset_rng"] = next_rng
-    return state.replace(
-        pipeline_state=jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state),
-        obs=jax.tree.map(where_done, fresh.obs, state.obs),
-        info=info)
+      def where_done(new, old):
+        d = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
+        return jnp.where(d, new, old)
+
+      info = dict(state.info)
+      for k, v in fresh.info.items():
+        if k not in _WRAPPER_INFO:
+          info[k] = jax.tree.map(where_done, v, state.info[k])
+      return state.replace(
+          pipeline_state=jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state),
+          obs=jax.tree.map(where_done, fresh.obs, state.obs),
+          info=info)
+
+    # The batched reset is only computed on steps where some episode ended (one `cond` for the whole batch;
+    # episodes that truncate together, as in PPO, reset on 1 step in episode_length).
+    state = jax.lax.cond(jnp.any(state.done > 0), reset_done, lambda s: s, state)
+    state.info["reset_rng"] = next_rng
+    return state
 
 
 def wrap_for_training(env: Env, episode_length: int = 1000, action_repeat: int = 1,

@@ -169,7 +169,7 @@ def read_meta(path: pathlib.Path) -> dict:
 
 def save(path: str | os.PathLike, tree: Any, meta: dict) -> None:
   """Atomically writes `tree` (orbax, under params/) and `meta` (meta.json, the completion marker) to `path`."""
-  path = pathlib.Path(path)
+  path = pathlib.Path(path).absolute()  # orbax refuses relative paths
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
   if tmp.exists():
@@ -191,7 +191,7 @@ def save(path: str | os.PathLike, tree: Any, meta: dict) -> None:
 
 def restore(path: str | os.PathLike, abstract: Any) -> Any:
   """Restores the orbax tree under `path`/params onto `abstract` (clear error naming the path on failure)."""
-  path = pathlib.Path(path)
+  path = pathlib.Path(path).absolute()  # orbax refuses relative paths
   ckptr = ocp.StandardCheckpointer()
   try:
     return ckptr.restore(path / "params", abstract)

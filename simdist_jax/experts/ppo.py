@@ -43,9 +43,11 @@ from flax import serialization
 from simdist_jax import compat
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax.metrics import MetricsWriter, format_duration
 from simdist_jax.envs.registry import make_env
 from simdist_jax.envs.wrappers import wrap_for_training
 from simdist_jax.experts import checkpoints as ckpt
+from simdist_jax.experts.checkpoints import load_critic, load_ladder, load_policy  # noqa: F401  (public loaders)
 
 compat.install()
 
@@ -139,33 +141,6 @@ def is_complete(cfg: Any, workdir: Any) -> bool:
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
-class MetricsWriter:
-  """Flat slash-named scalars to `metrics.jsonl` and TensorBoard event files in one directory."""
-
-  def __init__(self, directory: pathlib.Path):
-    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-    self._jsonl = open(directory / "metrics.jsonl", "a", encoding="utf-8")
-    self._tb = SummaryWriter(logdir=str(directory))
-
-  def write(self, step: int, metrics: dict) -> None:
-    """Writes `{name: scalar}` at env step `step`."""
-    clean = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0 and np.isfinite(v)}
-    self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
-    self._jsonl.flush()
-    for k, v in clean.items():
-      self._tb.add_scalar(k, v, int(step))
-    self._tb.flush()
-
-  def close(self) -> None:
-    self._jsonl.close()
-    self._tb.close()
-
-
-def _fmt_s(s: float) -> str:
-  s = int(max(s, 0))
-  return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 # ---- brax state <-> disk ----------------------------------------------------------------------------------------
 def env_dims(env: Any) -> dict:
   """{"obs": {key: shape}, "privileged": S, "action": A} of a brax env with dict observations."""
@@ -335,8 +310,8 @@ def train(cfg: Any, workdir: Any, on_checkpoint: Callable[[int], None] | None = 
       state["last_print"] = now
       _log(f"iter {it}/{sched.num_iterations} | env steps {it * sched.steps_per_iteration:,}/"
            f"{sched.num_iterations * sched.steps_per_iteration:,} | train return {ep_ret:.1f} | "
-           f"{flat['expert/train/sps']:,.0f} steps/s | elapsed {_fmt_s(now - state['t0'])} | "
-           f"ETA {_fmt_s(eta) if math.isfinite(eta) else '?'}")
+           f"{flat['expert/train/sps']:,.0f} steps/s | elapsed {format_duration(now - state['t0'])} | "
+           f"ETA {format_duration(eta) if math.isfinite(eta) else '?'}")
 
   try:
     if start < sched.num_iterations:
@@ -358,7 +333,7 @@ def train(cfg: Any, workdir: Any, on_checkpoint: Callable[[int], None] | None = 
     raise RuntimeError(f"expert training ended without ladder checkpoints for iterations {missing} in '{ed}'")
   summary = {"ladder": list(sched.ladder), "final_eval": state["eval"], "wall_s": time.time() - state["t0"],
              "env_steps": sched.num_iterations * sched.steps_per_iteration}
-  _log(f"done: ladder {summary['ladder']} in {_fmt_s(summary['wall_s'])}")
+  _log(f"done: ladder {summary['ladder']} in {format_duration(summary['wall_s'])}")
   return summary
 
 

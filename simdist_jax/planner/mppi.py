@@ -26,7 +26,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-WARM_START_MODES = ("shift", "paper_code", "none")
+WARM_START_MODES = ("shift", "paper_code", "none", "policy")
 SHIFT_FILLS = ("repeat", "zero")
 TERMINAL_DISCOUNTS = ("T", "T+1")
 MODES = ("mppi", "cem")
@@ -49,7 +49,7 @@ class PlannerConfig:
   momentum: float = 0.0  # mean <- momentum * mean + (1 - momentum) * elite mean.
   discount: float = 0.99  # gamma.
   horizon: int = 25  # h, planning horizon; must be <= the model's T.
-  warm_start: str = "shift"  # "shift" | "paper_code" | "none".
+  warm_start: str = "shift"  # "shift" | "paper_code" | "none" | "policy".
   shift_fill: str = "repeat"  # tail of the shifted plan: "repeat" last step or "zero".
   terminal_discount: str = "T"  # value bootstrap weight gamma^h ("T", paper) or gamma^(h+1) ("T+1", code).
   mode: str = "mppi"  # "mppi" (exp-weighted elites) | "cem" (uniform elite weights).
@@ -142,13 +142,19 @@ def shift_plan(prev_mean: jax.Array, fill: str) -> jax.Array:
   return jnp.concatenate([prev_mean[1:], tail], axis=0)
 
 
-def warm_start(cfg: PlannerConfig, prev_mean: jax.Array) -> jax.Array:
-  """Initial mean of a control step from the previous plan [h, A].
+def warm_start(cfg: PlannerConfig, prev_mean: jax.Array, prior_chunk: jax.Array | None = None) -> jax.Array:
+  """Initial mean of a control step from the previous plan [h, A] (or the policy head's chunk).
 
   shift:      [a_1, ..., a_{h-1}, a_{h-1} or 0] (TD-MPC; the intended behaviour).
   paper_code: the official code, roll(+1) then zero everything after index 1, i.e. [a_{h-1}, 0, ..., 0].
   none:       zeros.
+  policy:     the policy head's chunk for this step, prior_chunk[:h] (local refinement around the base policy;
+              what a small model needs when its predicted returns are easy to exploit far from the data).
   """
+  if cfg.warm_start == "policy":
+    if prior_chunk is None:
+      raise ValueError("warm_start='policy' needs the policy chunk")
+    return prior_chunk[:prev_mean.shape[0]]
   if cfg.warm_start == "shift":
     return shift_plan(prev_mean, cfg.shift_fill)
   if cfg.warm_start == "paper_code":
@@ -269,7 +275,7 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
   prior = prior_chunk[:h] + cfg.prior_std * noise[:n_prior]
   prior = jnp.clip(prior, low, high)
 
-  mean0 = jnp.clip(warm_start(cfg, state.mean), low, high)
+  mean0 = jnp.clip(warm_start(cfg, state.mean, prior_chunk), low, high)
   std0 = jnp.full_like(mean0, cfg.init_std)
 
   def iteration(carry, eps):

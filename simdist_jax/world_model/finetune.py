@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from simdist_jax.metrics import MetricsWriter
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import losses as losses_lib
 from simdist_jax.world_model import model as model_lib
@@ -145,7 +146,7 @@ def finetune(config: Any, pretrained_dir: str, dataset: Any, workdir: str, num_s
   new_vars, metrics = finetune_variables(config, variables, dataset, num_steps, key)
   workdir = os.path.abspath(workdir)
   ckpt_lib.save_config(workdir, config)
-  writer = train_lib.MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, tb_subdir="tb")
   writer.write(start + num_steps, metrics)
   writer.close()
   out = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(config.model.keep_checkpoints))

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorboardX
 
+from simdist_jax.metrics import MetricsWriter, format_duration
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import losses as losses_lib
 from simdist_jax.world_model import model as model_lib
@@ -80,34 +80,6 @@ def batch_stats(batch: Mapping[str, Any]) -> str:
     else:
       lines.append(f"{k}{list(x.shape)}: nonfinite={nbad} (no finite values)")
   return "\n  ".join(lines)
-
-
-class MetricsWriter:
-  """Flat scalar metrics -> TensorBoard event files + `metrics.jsonl` in `workdir`."""
-
-  def __init__(self, workdir: str) -> None:
-    """Opens (appends to) the writers in `workdir`."""
-    os.makedirs(workdir, exist_ok=True)
-    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-
-  def write(self, step: int, metrics: Mapping[str, Any]) -> None:
-    """Writes one record."""
-    scalars = {k: float(v) for k, v in metrics.items()}
-    for k, v in scalars.items():
-      self._tb.add_scalar(k, v, step)
-    self._jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
-    self._jsonl.flush()
-
-  def close(self) -> None:
-    """Flushes and closes."""
-    self._tb.close()
-    self._jsonl.close()
-
-
-def _fmt_time(s: float) -> str:
-  s = int(max(s, 0))
-  return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def tree_norm(tree: Any) -> jax.Array:
@@ -198,7 +170,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     print(f"[world_model] resuming from step {start} in {ckpt.directory}", flush=True)
   scaler = variables["scaler"]
 
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, tb_subdir="tb")
   num_steps, batch_size = int(mcfg.num_steps), int(mcfg.batch_size)
   step = int(state.step)
   last_saved = start if start is not None else -1
@@ -233,7 +205,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
         print(f"[world_model] step {step}/{num_steps} loss {loss:.4f} latent {metrics_out['train/loss/latent']:.4f}"
               f" reward {metrics_out['train/loss/reward']:.4f} value {metrics_out['train/loss/value']:.4f}"
               f" bc {metrics_out['train/loss/action']:.4f} | {rate:.1f} it/s, {rate * batch_size:.0f} win/s,"
-              f" ETA {_fmt_time((num_steps - step) / max(rate, 1e-9))}", flush=True)
+              f" ETA {format_duration((num_steps - step) / max(rate, 1e-9))}", flush=True)
       if step % int(mcfg.eval_every) == 0 or step == num_steps:
         ev = evaluate(eval_fn, state.params, scaler, dataset, jax.random.fold_in(key_eval, step), batch_size,
                       int(mcfg.eval_batches))

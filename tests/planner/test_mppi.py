@@ -146,6 +146,19 @@ def test_plan_moves_previous_plan_by_one_step():
   np.testing.assert_allclose(np.asarray(new_state.mean), expected, atol=1e-6)
 
 
+def test_policy_warm_start_starts_from_the_policy_chunk():
+  # Zero proposal std: every Gaussian candidate equals the warm-started mean, which is the policy head's chunk
+  # (not the previous plan).
+  k0 = lqr_gains(F, G, Q, R, P, T, GAMMA)[0]
+  variables = make_variables(F, G, Q, R, P, k=k0)
+  cfg = dataclasses.replace(BASE, warm_start="policy", init_std=0.0, min_std=0.0, iterations=2)
+  prev = jnp.full_like(_state(cfg).mean, 0.7)
+  chunk, _, _ = _plan_fn(cfg)(variables, _state(cfg).replace(mean=prev), CTX, COMMANDS)
+  expected = np.clip(np.asarray(MODEL.policy_chunk(variables, CTX, COMMANDS))[:cfg.horizon], -5, 5)
+  np.testing.assert_allclose(np.asarray(chunk), expected, atol=1e-5)
+  assert not np.allclose(expected, 0.7)
+
+
 def test_policy_prior_samples_are_used():
   # A good policy prior (LQR gain) and a near-zero Gaussian proposal: the K=4 elites are the prior samples.
   k0 = lqr_gains(F, G, Q, R, P, T, GAMMA)[0]

@@ -7,7 +7,7 @@ Override any leaf from the CLI: `--config.expert.num_timesteps=2000000`.
 
 import ml_collections
 
-from experiments.configs.sections import adapt, data, expert, model, planner
+from experiments.configs.sections import stages
 
 # CartPole dims (see simdist_jax/envs/cartpole.py): P=5 state obs, no extero/command, A=1.
 DIMS = {"proprio": 5, "extero": 0, "extero_shape": (), "action": 1, "command": 0, "privileged": 12}
@@ -48,14 +48,6 @@ def get_config(preset: str = "small") -> ml_collections.ConfigDict:
       obs_noise=0.01,
   ))
 
-  c.expert = expert.get("cartpole", preset, DIMS)
-  c.data = data.get("cartpole", preset, DIMS)
-  c.model = model.get("cartpole", preset, DIMS)
-  c.planner = planner.get("cartpole", preset, DIMS)
-  c.adapt = adapt.get("cartpole", preset, DIMS)
-
-  c.run = ml_collections.ConfigDict()
-  c.run.seed = 0               # root seed; every stage derives its keys from it by role
-  c.run.log_every_s = 10.0     # seconds between progress lines on long work
+  stages.add_stage_sections(c, "cartpole", preset, DIMS)
   c.lock()
   return c

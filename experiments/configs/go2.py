@@ -7,7 +7,7 @@ Override any leaf from the CLI: `--config.env.terrain=stairs`.
 
 import ml_collections
 
-from experiments.configs.sections import adapt, data, expert, model, planner
+from experiments.configs.sections import stages
 
 # Go2 dims (simdist_jax/envs/go2/task.py): proprio 35, height scan 21 x 15 = 315, action 12, command 3,
 # privileged 35 + 3 + 12 + 4 + 4 + 7 + 315 = 380.
@@ -79,14 +79,6 @@ def get_config(preset: str = "small") -> ml_collections.ConfigDict:
   # twin with `simdist_jax.envs.go2.worlds.make_world_env` (registry.make_real_env uses the sim terrain).
   c.domain.real = _real_domain("slippery_slope")
 
-  c.expert = expert.get("go2", preset, DIMS)
-  c.data = data.get("go2", preset, DIMS)
-  c.model = model.get("go2", preset, DIMS)
-  c.planner = planner.get("go2", preset, DIMS)
-  c.adapt = adapt.get("go2", preset, DIMS)
-
-  c.run = ml_collections.ConfigDict()
-  c.run.seed = 0               # root seed; every stage derives its keys from it by role
-  c.run.log_every_s = 10.0     # seconds between progress lines on long work
+  stages.add_stage_sections(c, "go2", preset, DIMS)
   c.lock()
   return c

@@ -125,18 +125,6 @@ def frozen_unchanged(reference, variables, train: str) -> bool:
                       zip(jax.tree.leaves(reference["scaler"]), jax.tree.leaves(variables["scaler"])))
 
 
-class _TrainOnly:
-  """The real-data window dataset without `sample_eval`: all real episodes are training data here (the loop
-  measures the prediction loss on its own held-out episodes)."""
-
-  def __init__(self, ds):
-    self._ds = ds
-    self.stats, self.dims, self.H, self.T = ds.stats, ds.dims, ds.H, ds.T
-
-  def sample(self, key, batch_size):
-    return self._ds.sample(key, batch_size)
-
-
 def _round_dir(adir: pathlib.Path, j: int) -> pathlib.Path:
   return adir / "rounds" / f"round_{j:02d}"
 
@@ -222,7 +210,7 @@ def run_stage(cfg, workdir) -> dict:
       steps = int(acfg.finetune_steps) * (j if acfg.finetune_from == "pretrained" else 1)
       log(f"round {j}: finetuning {train_mode} for {steps} steps on {len(all_eps)} real episodes "
           f"({rec.total_minutes(all_eps, ctrl_dt):.2f} min)")
-      variables, ft_metrics = finetune_variables(cfg, start, _TrainOnly(ds), steps, jax.random.PRNGKey(seed * 7919 + j))
+      variables, ft_metrics = finetune_variables(cfg, start, ds, steps, jax.random.PRNGKey(seed * 7919 + j))
       _save_round_model(rdir / "model", variables, cfg.model, dims, step=j)
     else:
       all_eps, ft_metrics = [], {}

@@ -103,8 +103,8 @@ def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, 
   bs = int(fcfg.batch_size)
 
   def held_out(tr: Any) -> float | None:
-    if not hasattr(dataset, "sample_eval"):
-      return None
+    if not hasattr(dataset, "sample_eval") or getattr(dataset, "num_eval_windows", None) == 0:
+      return None  # no held-out windows (e.g. real data with eval_fraction 0)
     vals = [float(eval_fn(tr, frozen, scaler, dataset.sample_eval(jax.random.fold_in(key_eval, i), bs), key_eval)[0])
             for i in range(4)]
     return sum(vals) / len(vals)

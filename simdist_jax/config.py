@@ -183,8 +183,9 @@ def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] |
   Args:
     workdir: run (or stage) directory.
     cfg: the frozen config.
-    sections: when given, only these top-level sections must match an existing `config.json` (a stage
-      directory depends on the sections its artifacts were made from); by default the whole config.
+    sections: when given, only these sections must match an existing `config.json` (a stage directory depends
+      on the sections its artifacts were made from); dotted names select a subsection (`"domain.sim"`, so a
+      changed `domain.real` keeps the sim-side artifacts); by default the whole config.
 
   Raises:
     ConfigError: the directory holds artifacts of a different config (names the differing keys).
@@ -195,7 +196,7 @@ def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] |
   if cfg_path.exists():
     old = json.loads(cfg_path.read_text())
     keys = sections or tuple(sorted(set(old) | set(new)))
-    diffs = _diff({k: old.get(k) for k in keys}, {k: new.get(k) for k in keys})
+    diffs = _diff({k: _lookup(old, k) for k in keys}, {k: _lookup(new, k) for k in keys})
     if diffs:
       shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8])
       raise ConfigError(f"run directory '{workdir}' was created by a different config ({len(diffs)} "
@@ -204,6 +205,13 @@ def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] |
   workdir.mkdir(parents=True, exist_ok=True)
   atomic_write_text(cfg_path, json.dumps(new, indent=2, sort_keys=True))
   return workdir
+
+
+def _lookup(tree, dotted: str):
+  """`tree["a"]["b"]` for `"a.b"`; None where a part is missing."""
+  for part in dotted.split("."):
+    tree = tree.get(part) if isinstance(tree, dict) else None
+  return tree
 
 
 def _diff(a, b, prefix=""):

@@ -22,7 +22,7 @@ def _log(msg: str) -> None:
 
 # ---- world model stages ------------------------------------------------------------------------------------
 # What a pretrained model depends on (its directory refuses a config that differs in any of these).
-_PRETRAIN_SECTIONS = ("task", "env", "domain", "expert", "data", "model", "run")
+_PRETRAIN_SECTIONS = ("task", "env", "domain.sim", "expert", "data", "model", "run")
 
 def pretrain_is_complete(cfg, workdir) -> bool:
   from simdist_jax.world_model import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
@@ -78,7 +78,7 @@ def _stages():
 
   return [
       ("expert", ppo.is_complete, ppo.run_stage),
-      ("expert-eval", lambda c, wd: (paths.expert_dir(wd) / "expert_eval.json").exists(), evaluate.run_stage),
+      ("expert-eval", evaluate.is_complete, evaluate.run_stage),
       # generate itself confirms a complete dataset (and refuses one made by another config) or resumes.
       ("generate", lambda c, wd: False, generate.run_stage),
       ("data-report", lambda c, wd: (paths.data_dir(wd) / "data_report.json").exists(), data_report.run_stage),

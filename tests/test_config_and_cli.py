@@ -59,6 +59,12 @@ def test_run_dir_config_json_and_mismatch(tmp_path):
   # a stage directory only depends on the sections it declares
   config_lib.prepare_run_dir(tmp_path / "stage", cfg, sections=("domain",))
   config_lib.prepare_run_dir(tmp_path / "stage", other, sections=("domain",))
+  # dotted sections: a changed real domain keeps a directory that only depends on the sim domain
+  real = config_lib.load_config(f"{CARTPOLE}:small", ["domain.real.pole_mass=0.2"])
+  config_lib.prepare_run_dir(tmp_path / "sim_side", cfg, sections=("domain.sim",))
+  config_lib.prepare_run_dir(tmp_path / "sim_side", real, sections=("domain.sim",))
+  with pytest.raises(config_lib.ConfigError, match=r"domain.real.pole_mass: 0.3 -> 0.2"):
+    config_lib.prepare_run_dir(tmp_path / "sim_side", real, sections=("domain",))
   assert not list((tmp_path / "run").glob(".config.json.*"))  # no temp files left behind
 
 

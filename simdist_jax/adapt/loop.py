@@ -42,18 +42,69 @@ from simdist_jax.world_model.finetune import finetune_variables, split_params
 _SECTIONS = ("task", "env", "domain", "expert", "data", "model", "planner", "adapt", "run")
 
 
+class ExplorationNoise:
+  """Gaussian action noise in contiguous windows, for the planner's data-collection episodes (host side).
+
+  Like the sim data's corruption schedule (paper §2.3), alternating clean and noisy intervals whose lengths are
+  uniform integers in `clean_len` / `noisy_len` (inclusive); in a noisy interval the applied action is
+  clip(a + sigma * eps, low, high). The first interval is noisy with probability 1/2. sigma = 0 disables it.
+  Dynamics finetuning needs real transitions whose actions vary given the state: with purely on-policy data the
+  model can lower its loss by ignoring the actions, which is what the planner ranks candidates by.
+  """
+
+  def __init__(self, sigma: float, noisy_len, clean_len, low: float = -1.0, high: float = 1.0, seed: int = 0):
+    if sigma < 0:
+      raise ValueError(f"exploration sigma must be >= 0, got {sigma}")
+    for name, (lo, hi) in (("noisy_len", noisy_len), ("clean_len", clean_len)):
+      if not 1 <= int(lo) <= int(hi):
+        raise ValueError(f"exploration {name} must be an inclusive range 1 <= lo <= hi, got {(lo, hi)}")
+    self.sigma, self.low, self.high = float(sigma), float(low), float(high)
+    self.noisy_len, self.clean_len = (int(noisy_len[0]), int(noisy_len[1])), (int(clean_len[0]), int(clean_len[1]))
+    self.rng = np.random.default_rng(seed)
+    self.reset()
+
+  def _draw(self, rng_range) -> int:
+    return int(self.rng.integers(rng_range[0], rng_range[1] + 1))
+
+  def reset(self) -> None:
+    """New episode: the first interval is noisy with probability 1/2."""
+    self.noisy = bool(self.rng.random() < 0.5)
+    self.left = self._draw(self.noisy_len if self.noisy else self.clean_len)
+
+  def __call__(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
+    """-> (applied action, whether it was noised)."""
+    if self.left == 0:
+      self.noisy = not self.noisy
+      self.left = self._draw(self.noisy_len if self.noisy else self.clean_len)
+    self.left -= 1
+    action = np.asarray(action, np.float32)
+    if not self.noisy or self.sigma == 0.0:
+      return action, False
+    noised = action + self.sigma * self.rng.standard_normal(action.shape).astype(np.float32)
+    return np.clip(noised, self.low, self.high).astype(np.float32), True
+
+
 def run_episode(env, controller: Controller, key: jax.Array, recorder: rec.EpisodeRecorder | None = None,
-                meta: dict | None = None) -> dict:
-  """One closed-loop episode; returns {"return", "steps", "failed"}. Records (o_t, a_t, c_t, t) if asked."""
+                meta: dict | None = None, explore: ExplorationNoise | None = None) -> dict:
+  """One closed-loop episode; returns {"return", "steps", "failed", "noised_steps"}. Records (o_t, a_t, c_t, t)
+  if asked, where a_t is the applied action (after `explore` noise, which the controller's history also holds)."""
   key_env, key_plan = jax.random.split(key)
   obs = env.reset(key_env)
   controller.reset(key_plan)
+  if explore is not None:
+    explore.reset()
+  noised_steps = 0
   if recorder is not None:
     recorder.start_episode(**(meta or {}))
   total, steps, failed = 0.0, 0, False
   while True:
     proprio, extero, command = (np.asarray(x) for x in env.task.split_state(obs["state"]))
     action = controller(proprio, extero, command if command.size else None)
+    if explore is not None:
+      action, noised = explore(action)
+      noised_steps += int(noised)
+      if noised:
+        controller.replace_last_action(action)
     if recorder is not None:
       recorder.record(proprio, extero, action, command, steps * env.dt)
     obs, reward, done, info = env.step(action)
@@ -64,7 +115,7 @@ def run_episode(env, controller: Controller, key: jax.Array, recorder: rec.Episo
       break
   if recorder is not None:
     recorder.end_episode()
-  return {"return": total, "steps": steps, "failed": failed}
+  return {"return": total, "steps": steps, "failed": failed, "noised_steps": noised_steps}
 
 
 def evaluate(env, controller: Controller, seeds: list[int]) -> dict:
@@ -196,8 +247,13 @@ def run_stage(cfg, workdir) -> dict:
       have = len(rec.load_episodes(rdir / "episodes", dims, verbose=False)[0])
       for i in range(have, int(acfg.episodes_per_round)):
         s = seed * 100_000 + j * 1000 + i
-        out = run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j})
-        log(f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f}")
+        explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
+                                   low=float(np.min(pcfg.action_low)), high=float(np.max(pcfg.action_high)),
+                                   seed=s)
+        out = run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j},
+                          explore=explore)
+        log(f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
+            f"({out['noised_steps']}/{out['steps']} steps with exploration noise)")
       # 2) finetune the dynamics on ALL real data so far, starting from the pretrained model.
       all_eps = []
       for jj in range(1, j + 1):

@@ -405,12 +405,13 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
 
 
 def config_record(cfg: Any, ladder: Any) -> dict:
-  """What the dataset depends on: task, env, domain, data sections, seed and a hash of the ladder params."""
+  """What the dataset depends on: task, env, sim domain, data sections, seed and a hash of the ladder params
+  (the real domain is not used to generate data, so changing it keeps the dataset)."""
   plain = json.loads(to_json(cfg))
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(ladder.params):
     h.update(np.asarray(leaf).tobytes())
-  return {"task": plain["task"], "env": plain["env"], "domain": plain["domain"], "data": plain["data"],
+  return {"task": plain["task"], "env": plain["env"], "domain": {"sim": plain["domain"]["sim"]}, "data": plain["data"],
           "seed": plain["run"]["seed"], "ladder_sha256": h.hexdigest()}
 
 

@@ -9,6 +9,7 @@ Usage:
   env = RealEnv(task, real_domain, sim_domain=sim_domain, episode_length=500)
   obs = env.reset(key)                # {"state": np [P+E+C], "privileged_state": np [S]}
   obs, reward, done, info = env.step(action)
+  snap = env.get_state(); ...; env.set_state(snap)   # branch from a state (oracles, diagnostics)
 """
 
 from __future__ import annotations
@@ -42,10 +43,8 @@ class RealEnv:
     self._updates = jax.jit(task.domain_updates)
     self._observe = jax.jit(lambda phys, params, info, key: task.observe(phys, params, info, key,
                                                                          self.sim_domain))
-    self._reward = jax.jit(task.reward)
-    self._terminated = jax.jit(task.terminated)
-    self._advance = jax.jit(task.advance_info)
     self._to_ctrl = jax.jit(task.action_to_ctrl)
+    self._post_step = jax.jit(self._post_step_fn)  # one XLA call per control step after the physics
     self.params = None
     self._t = 0
 
@@ -76,6 +75,32 @@ class RealEnv:
     obs = self._observe(self._phys(), params, task_info, key_noise)
     return jax.tree.map(np.asarray, obs)
 
+  def _post_step_fn(self, rng, task_info, phys_prev, phys, action, params):
+    """Task logic after the physics of one control step (the same calls and key splits as the MJX env)."""
+    rng, key_noise, key_info = jax.random.split(rng, 3)
+    task_info = self.task.advance_info(task_info, key_info, phys)
+    obs = self.task.observe(phys, params, task_info, key_noise, self.sim_domain)
+    reward, metrics = self.task.reward(phys_prev, phys, action, params, task_info)
+    return rng, task_info, obs, reward, metrics, self.task.terminated(phys, params)
+
+  def get_state(self) -> dict:
+    """A snapshot of everything `step` depends on (physics, RNG, task info, step count) for `set_state`."""
+    if self.params is None:
+      raise RuntimeError("RealEnv.get_state called before reset")
+    d = self.data
+    return {"qpos": d.qpos.copy(), "qvel": d.qvel.copy(), "act": d.act.copy(), "ctrl": d.ctrl.copy(),
+            "qacc_warmstart": d.qacc_warmstart.copy(), "time": float(d.time), "rng": self._rng,
+            "task_info": self._task_info, "t": self._t, "params": self.params}
+
+  def set_state(self, snap: dict) -> None:
+    """Restores a `get_state` snapshot of this env (same domain): the next `step` repeats the original one."""
+    d = self.data
+    d.qpos[:], d.qvel[:], d.act[:], d.ctrl[:] = snap["qpos"], snap["qvel"], snap["act"], snap["ctrl"]
+    d.qacc_warmstart[:] = snap["qacc_warmstart"]
+    d.time = snap["time"]
+    self._rng, self._task_info, self._t, self.params = snap["rng"], snap["task_info"], snap["t"], snap["params"]
+    mujoco.mj_forward(self.model, d)
+
   def step(self, action) -> tuple[dict, float, bool, dict]:
     """Applies `action` [A] for one control step. Returns (obs, reward, done, info).
 
@@ -92,14 +117,10 @@ class RealEnv:
     self.data.ctrl[:] = np.asarray(ctrl, np.float64)
     for _ in range(self.n_substeps):
       mujoco.mj_step(self.model, self.data)
-    self._rng, key_noise, key_info = jax.random.split(self._rng, 3)
-    phys = self._phys()
-    self._task_info = self._advance(self._task_info, key_info, phys)
-    obs = self._observe(phys, self.params, self._task_info, key_noise)
-    reward, metrics = self._reward(phys_prev, phys, jnp.asarray(action, jnp.float32), self.params,
-                                   self._task_info)
+    self._rng, self._task_info, obs, reward, metrics, failed = jax.device_get(self._post_step(
+        self._rng, self._task_info, phys_prev, self._phys(), jnp.asarray(action, jnp.float32), self.params))
     self._t += 1
-    failed = bool(self._terminated(phys, self.params))
+    failed = bool(failed)
     if not (np.all(np.isfinite(self.data.qpos)) and np.all(np.isfinite(self.data.qvel))):
       failed = True
     truncated = self.episode_length is not None and self._t >= self.episode_length

@@ -152,12 +152,27 @@ def plot_ladder(result: dict, path: Any) -> None:
   plt.close(fig)
 
 
+def _eval_seeds(cfg: Any) -> list[int]:
+  e = cfg.expert
+  return list(range(int(e.eval_seed), int(e.eval_seed) + int(e.eval_real_episodes)))
+
+
+def is_complete(cfg: Any, workdir: Any) -> bool:
+  """True when `expert_eval.json` exists and was made for this real domain, episode count and seeds (a changed
+  `domain.real` keeps the expert but reruns its evaluation)."""
+  path = paths.expert_dir(workdir) / "expert_eval.json"
+  if not path.exists():
+    return False
+  old = json.loads(path.read_text())
+  return (old.get("real_domain") == json.loads(json.dumps(dict(cfg.domain.real)))
+          and old.get("sim_episodes") == int(cfg.expert.eval_sim_episodes)
+          and old.get("real_seeds") == _eval_seeds(cfg))
+
+
 def run_stage(cfg: Any, workdir: Any) -> dict:
   """`simdist-jax expert-eval`: writes expert_eval.json and expert_ladder.png in `<workdir>/expert/`."""
   ed = paths.expert_dir(workdir)
-  e = cfg.expert
-  seeds = list(range(int(e.eval_seed), int(e.eval_seed) + int(e.eval_real_episodes)))
-  result = evaluate_ladder(cfg, ed, int(e.eval_sim_episodes), seeds)
+  result = evaluate_ladder(cfg, ed, int(cfg.expert.eval_sim_episodes), _eval_seeds(cfg))
   config_lib.atomic_write_text(ed / "expert_eval.json", json.dumps(result, indent=2))
   plot_ladder(result, ed / "expert_ladder.png")
   print(f"[expert-eval] wrote {ed / 'expert_eval.json'} and {ed / 'expert_ladder.png'}", flush=True)

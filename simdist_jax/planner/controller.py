@@ -126,6 +126,12 @@ class Controller:
     self.last_info = info
     return action
 
+  def replace_last_action(self, applied: Any) -> None:
+    """Overwrites the newest history action with the action actually applied (e.g. after exploration noise),
+    so the model's context holds what the robot did, as in the recorded data."""
+    applied = jnp.asarray(applied, jnp.float32).reshape(self.state.action_hist.shape[1:])
+    self.state = self.state._replace(action_hist=self.state.action_hist.at[-1].set(applied))
+
   def latency_summary(self, skip_first: int = 1) -> dict[str, float]:
     """p50/p99/mean latency in ms over recorded steps (the first `skip_first` include compilation)."""
     lat = np.asarray(self.latencies_s[skip_first:]) * 1e3

@@ -26,7 +26,9 @@ from simdist_jax.world_model import model as model_lib
 
 # Fields of the `model` section that define the architecture (a checkpoint only fits a model built from the same).
 ARCH_KEYS = ("latent_dim", "history", "horizon", "heads", "dynamics", "return_mask", "encoder", "dynamics_net",
-             "reward_net", "value_net", "policy_net", "mlp_head_hidden", "ar_hidden")
+             "reward_net", "value_net", "policy_net", "mlp_head_hidden", "ar_hidden", "dynamics_residual")
+# Architecture keys added after the first checkpoints were written, with the value that older configs meant.
+ARCH_DEFAULTS = {"dynamics_residual": False}
 DIM_KEYS = ("proprio", "extero", "extero_shape", "action", "command")
 
 
@@ -63,7 +65,7 @@ def check_compatible(saved_cfg: Any, saved_dims: Mapping[str, Any], model_cfg: A
     if a != b:
       diffs.append(f"dims.{k}: {where} has {a}, requested {b}")
   for k in ARCH_KEYS:
-    a, b = saved_cfg.get(k), model_cfg.get(k)
+    a, b = saved_cfg.get(k, ARCH_DEFAULTS.get(k)), model_cfg.get(k, ARCH_DEFAULTS.get(k))
     if a != b:
       diffs.append(f"model.{k}: {where} has {a}, requested {b}")
   if diffs:

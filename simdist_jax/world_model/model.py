@@ -75,6 +75,7 @@ class ModelSpec:
   ar_hidden: tuple[int, ...]
   dropout_attn: float
   dropout_mlp: float
+  dynamics_residual: bool = False
 
 
 def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
@@ -106,6 +107,7 @@ def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
     ar_hidden=tup(m["ar_hidden"]),
     dropout_attn=float(m["dropout_attn"]),
     dropout_mlp=float(m["dropout_mlp"]),
+    dynamics_residual=bool(m.get("dynamics_residual", False)),
   )
   if spec.heads not in ("sequence", "mlp"):
     raise ValueError(f"model.heads must be 'sequence' or 'mlp', got {spec.heads!r}")
@@ -220,13 +222,21 @@ class ChunkedDynamics(nn.Module):
 
   @nn.compact
   def __call__(self, queries: jax.Array, tokens: jax.Array, z: jax.Array, deterministic: bool) -> jax.Array:
-    """`[T, D]` queries, `[S, D]` context -> `[T, Z]` (token k is z_hat_{t+k+1})."""
-    del z
+    """`[T, D]` queries, `[S, D]` context -> `[T, Z]` (token k is z_hat_{t+k+1}).
+
+    With `spec.dynamics_residual`, z_hat_{t+k} = z_t + W y_k with a zero-initialised read-out W, so the untrained
+    model predicts "no change" and learns the changes (the paper's decoder emits z_hat directly; with little data
+    it then predicts one step ahead far worse than copying z_t, see docs/world_model.md).
+    """
     n = self.spec.dynamics_net
-    return modules.Transformer(
+    y = modules.Transformer(
       n.num_layers, n.num_heads, n.mlp_dim, self.spec.dropout_attn, self.spec.dropout_mlp,
       causal=True, cross=True, name="decoder",
     )(queries, tokens, deterministic=deterministic)
+    if not self.spec.dynamics_residual:
+      return y
+    delta = nn.Dense(self.spec.latent_dim, kernel_init=nn.initializers.zeros_init(), name="delta")(y)
+    return z[None, :] + delta
 
 
 class _ARStep(nn.Module):

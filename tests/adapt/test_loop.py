@@ -93,3 +93,75 @@ def test_prediction_loss_per_step_hand_check():
         "action": np.zeros((10, 1), np.float32)}
   per = loop.prediction_loss_per_step(WM(), None, [ep], H=2, T=3)
   np.testing.assert_allclose(per, [1.0, 4.0, 9.0], rtol=1e-6)  # (k)^2 for a unit-slope ramp
+
+
+def test_exploration_noise_schedule():
+  ex = loop.ExplorationNoise(0.5, noisy_len=(2, 3), clean_len=(4, 6), low=-1.0, high=1.0, seed=0)
+  flags, applied = [], []
+  for _ in range(2000):
+    a, noised = ex(np.array([0.9], np.float32))
+    flags.append(noised)
+    applied.append(a[0])
+  flags, applied = np.array(flags), np.array(applied)
+  # interval lengths (the first and last runs may be cut) stay inside the configured inclusive ranges
+  edges = np.flatnonzero(np.diff(flags.astype(int))) + 1
+  runs = np.split(flags, edges)[1:-1]
+  assert {len(r) for r in runs if r[0]} <= {2, 3} and {len(r) for r in runs if not r[0]} <= {4, 5, 6}
+  assert 0.25 < flags.mean() < 0.45  # 2.5 / (2.5 + 5) = 1/3 of the steps are noised
+  assert np.all(applied[~flags] == np.float32(0.9))  # clean steps pass the action through
+  assert np.all(np.abs(applied) <= 1.0) and np.any(applied[flags] == 1.0)  # clipped to the bounds
+  assert np.std(applied[flags & (applied < 1.0)]) > 0.2
+  off = loop.ExplorationNoise(0.0, (1, 2), (1, 2))
+  assert all(not off(np.zeros(1))[1] for _ in range(20))
+  with pytest.raises(ValueError, match="noisy_len"):
+    loop.ExplorationNoise(0.5, (0, 2), (1, 2))
+  with pytest.raises(ValueError, match="sigma"):
+    loop.ExplorationNoise(-0.1, (1, 2), (1, 2))
+
+
+class _FakeEnv:
+  """1-D env: state = previous applied action; records what `step` received."""
+  dt = 0.02
+
+  class task:  # noqa: N801
+    @staticmethod
+    def split_state(state):
+      return state[:1], np.zeros(0, np.float32), np.zeros(0, np.float32)
+
+  def reset(self, key):
+    self.t, self.applied = 0, []
+    return {"state": np.zeros(1, np.float32)}
+
+  def step(self, action):
+    self.applied.append(np.array(action))
+    self.t += 1
+    return {"state": np.array(action, np.float32)}, 1.0, self.t >= 40, {"failed": False}
+
+
+class _FakeController:
+  """Always proposes 0.25; keeps the history of the actions it is told were applied."""
+  def reset(self, key):
+    self.hist = []
+
+  def __call__(self, proprio, extero, command):
+    self.hist.append(np.array([0.25], np.float32))
+    return np.array([0.25], np.float32)
+
+  def replace_last_action(self, applied):
+    self.hist[-1] = np.array(applied)
+
+
+def test_run_episode_records_and_remembers_the_applied_action(tmp_path):
+  from simdist_jax.adapt import recorder as rec
+  dims = {"proprio": 1, "extero": 0, "action": 1, "command": 0, "extero_shape": ()}
+  env, ctrl = _FakeEnv(), _FakeController()
+  r = rec.EpisodeRecorder(tmp_path, dims)
+  ex = loop.ExplorationNoise(0.5, (3, 5), (3, 5), seed=1)
+  out = loop.run_episode(env, ctrl, jax.random.PRNGKey(0), r, explore=ex)
+  eps, _ = rec.load_episodes(tmp_path, dims)
+  recorded = eps[0]["action"][:, 0]
+  applied = np.array(env.applied)[:, 0]
+  np.testing.assert_array_equal(recorded, applied)  # the file holds what the env received
+  np.testing.assert_array_equal(np.array(ctrl.hist)[:, 0], applied)  # and so does the controller's history
+  noised = applied != np.float32(0.25)
+  assert out["noised_steps"] == int(noised.sum()) and 8 <= out["noised_steps"] <= 32 and out["steps"] == 40

@@ -190,3 +190,20 @@ def test_bad_inputs_raise_clear_errors(run, tmp_path):
   with pytest.raises(config_lib.ConfigError, match=r"expert.*different config.*expert"):
     ppo.prepare_expert_dir(_cfg("expert.entropy_cost=0.5"), run["workdir"])
   ppo.prepare_expert_dir(_cfg("domain.real.motor_gain=5.0"), run["workdir"])
+
+
+def test_expert_eval_is_stale_after_a_real_domain_change(tmp_path):
+  import json as _json
+  from simdist_jax import paths as _paths
+  cfg = config_lib.load_config("experiments/configs/cartpole.py:small")
+  assert not evaluate.is_complete(cfg, tmp_path)
+  ed = _paths.expert_dir(tmp_path)
+  ed.mkdir(parents=True)
+  seeds = list(range(cfg.expert.eval_seed, cfg.expert.eval_seed + cfg.expert.eval_real_episodes))
+  (ed / "expert_eval.json").write_text(_json.dumps(
+      {"real_domain": dict(cfg.domain.real), "sim_episodes": cfg.expert.eval_sim_episodes, "real_seeds": seeds}))
+  assert evaluate.is_complete(cfg, tmp_path)
+  moved = config_lib.load_config("experiments/configs/cartpole.py:small", ["domain.real.motor_gain=7.0"])
+  assert not evaluate.is_complete(moved, tmp_path)  # the expert is kept, its real evaluation is redone
+  fewer = config_lib.load_config("experiments/configs/cartpole.py:small", ["expert.eval_real_episodes=2"])
+  assert not evaluate.is_complete(fewer, tmp_path)

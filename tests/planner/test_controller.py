@@ -90,3 +90,32 @@ def test_controller_command_tiling():
   np.testing.assert_array_equal(cmds[-1], np.array([0.5, 0.0, 0.1], np.float32))
   with pytest.raises(ValueError, match="commands"):
     ctrl.commands(None)
+
+
+def test_replace_last_action_updates_the_history():
+  import jax.numpy as jnp
+  from simdist_jax.planner import mppi
+  from simdist_jax.planner.controller import Controller
+  from simdist_jax.world_model.model import Context
+
+  class _Model:  # the smallest duck-typed model: the policy chunk is zeros, every return 0
+    def context(self, v, ph, ah, p, e):
+      return Context(tokens=jnp.zeros((3, 1)), z=jnp.zeros(1))
+
+    def policy_chunk(self, v, ctx, c):
+      return jnp.zeros((2, 1))
+
+    def predict_latents(self, v, ctx, a):
+      return jnp.zeros((2, 1))
+
+    def predict_returns(self, v, ctx, z, a, c):
+      return jnp.zeros(2), jnp.zeros(2)
+
+  cfg = mppi.PlannerConfig(num_samples=4, num_prior_samples=0, iterations=1, num_elites=2, horizon=2,
+                           init_std=0.0, min_std=0.0)
+  ctrl = Controller(cfg, _Model(), {}, {"proprio": 1, "action": 1, "command": 0}, history=1,
+                    key=jax.random.PRNGKey(0), jit=False)
+  a = ctrl(np.zeros(1, np.float32))
+  assert float(ctrl.state.action_hist[-1, 0]) == float(a[0]) == 0.0
+  ctrl.replace_last_action(np.array([0.7]))
+  assert np.isclose(float(ctrl.state.action_hist[-1, 0]), 0.7)

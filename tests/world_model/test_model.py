@@ -148,3 +148,19 @@ def test_dropout_only_in_training_path():
   tr1 = wm.apply(v["params"], "latents", ctx.tokens, ctx.z, a, train=True, rng=jax.random.key(1))
   tr2 = wm.apply(v["params"], "latents", ctx.tokens, ctx.z, a, train=True, rng=jax.random.key(2))
   assert float(jnp.abs(tr1 - tr2).max()) > 1e-4
+
+
+def test_residual_dynamics_starts_at_persistence_and_stays_causal():
+  wm, v, x = _build(dynamics_residual=True)
+  ctx = wm.context(v, x["proprio_hist"], x["action_hist"], x["proprio_t"], x["extero_t"])
+  z_hat = wm.predict_latents(v, ctx, x["actions"])
+  # zero-initialised read-out: the untrained model predicts z_hat_{t+k} = z_t for every k
+  np.testing.assert_array_equal(np.asarray(z_hat), np.broadcast_to(np.asarray(ctx.z), z_hat.shape))
+  assert "delta" in v["params"]["dynamics"]  # the read-out belongs to the finetuned dynamics tree
+  # once the read-out is non-zero, a_{t+j} reaches z_hat_{t+j+1} and nothing before it
+  kernel = v["params"]["dynamics"]["delta"]["kernel"]
+  v["params"]["dynamics"]["delta"]["kernel"] = jax.random.normal(jax.random.key(2), kernel.shape)
+  base = wm.predict_latents(v, ctx, x["actions"])
+  z = wm.predict_latents(v, ctx, x["actions"].at[2].add(3.0))
+  np.testing.assert_allclose(z[:2], base[:2], rtol=0, atol=1e-6)
+  assert float(jnp.abs(z[2] - base[2]).max()) > 1e-3

@@ -21,5 +21,12 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # "pretrained": each round finetunes the pretrained model on all real data so far (j x finetune_steps);
   # "latest": each round continues from the previous round's model for finetune_steps.
   c.finetune_from = "latest"
+  # Exploration noise on the collection episodes only (never on held-out or evaluation episodes): Gaussian noise
+  # of std `explore_sigma` (action units) in noisy intervals of `explore_noisy_len` steps alternating with clean
+  # intervals of `explore_clean_len` steps (inclusive ranges), like the sim data's corruption schedule. Not in the
+  # paper, whose wide MPPI search (std 2.0) varies the actions by itself; 0 disables it.
+  c.explore_sigma = 0.0 if paper else 0.5
+  c.explore_noisy_len = (5, 20)
+  c.explore_clean_len = (5, 40)
   del task
   return c

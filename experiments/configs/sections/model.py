@@ -52,6 +52,11 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.dynamics = "chunked"
   # Self-attention mask of the reward/value transformers: "bidirectional" (paper/official) or "causal".
   c.return_mask = "bidirectional"
+  # Chunked dynamics only: predict z_hat_{t+k} = z_t + (zero-initialised read-out of the decoder), i.e. learn the
+  # change from z_t (False = the paper's decoder, which emits z_hat directly). On for `small`: with CPU-sized data
+  # and steps the direct decoder predicts one step ahead 10x worse than copying z_t and the planner cannot rank
+  # action chunks (docs/results.md, "CartPole world model").
+  c.dynamics_residual = preset == "small"
   c.encoder = ml_collections.ConfigDict()
   # Proprio MLP hidden widths (P -> ... -> Z); shared with the history's proprio tokens.
   c.encoder.proprio_hidden = (128, 128) if paper else ((32,) if tiny else (64, 64))

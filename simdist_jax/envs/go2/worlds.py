@@ -18,6 +18,8 @@ Worlds relative to the sim nominal (`SIM_NOMINAL`, the official sim-eval values)
     tests/envs/go2/test_worlds.py). Course 3.00 m; 5 trials at 0.2, 0.7, 1.2 m/s.
 The domain parameters of the worlds differ from SIM_NOMINAL only in `foot_friction` (slippery_slope) and in
 none (foam: the shift is the terrain's contact model).
+`flat_reference(world)`: the no-shift baseline of a world's protocol (flat sim ground, SIM_NOMINAL, same course,
+speeds and trials); it is not in WORLDS (not a `domain.real` choice).
 """
 
 from __future__ import annotations
@@ -103,6 +105,17 @@ WORLDS = {
         name="foam", terrain=foam_terrain(), domain=_domain(), course_length=3.00, speeds=(0.2, 0.7, 1.2),
         description="two overlapping 5 cm compliant pads (soft solref/solimp)"),
 }
+
+
+def flat_reference(world: "World | str") -> World:
+  """The sim-nominal reference of `world`'s protocol: flat sim ground (`terrain.flat()`, the `small` training
+  terrain) and domain = SIM_NOMINAL, with the same course length, speeds, trials and time limit as `world`.
+  `evaluate_protocol(policy, flat_reference(w), cfg)` is the no-shift baseline of `evaluate_protocol(policy, w,
+  cfg)`: only the terrain and the fixed domain differ."""
+  world = get_world(world) if isinstance(world, str) else world
+  return dataclasses.replace(world, name=f"flat_ref[{world.name}]", terrain=terrain_lib.flat(),
+                             domain=_domain(), description=f"flat sim ground, sim nominal domain "
+                                                           f"({world.name}'s protocol)")
 
 
 def get_world(name: str) -> World:

@@ -10,7 +10,7 @@ from simdist_jax.config import load_config
 from simdist_jax.envs.go2 import model as model_lib
 from simdist_jax.envs.go2 import terrain as T
 from simdist_jax.envs.go2 import worlds as W
-from simdist_jax.envs.go2.task import PARAM_NAMES, Go2
+from simdist_jax.envs.go2.task import PARAM_NAMES, Go2, Go2Config
 
 
 def _geom(m, name):
@@ -104,3 +104,16 @@ def test_evaluate_protocol_smoke():
   assert 0.0 <= out["mean_progress_m"] <= 3.0 and set(out["per_speed"]) == {0.7}
   with pytest.raises(ValueError, match="unknown world"):
     W.get_world("ice")
+
+
+def test_flat_reference_differs_from_sim_nominal_in_nothing():
+  cfg = load_config("experiments/configs/go2.py:small")  # flat training terrain
+  sim_task = Go2(Go2Config.from_env_cfg(cfg.env))
+  for name, w in W.WORLDS.items():
+    ref = W.flat_reference(name)
+    assert ref.domain_dict() == W.SIM_NOMINAL
+    assert ref.terrain == sim_task.terrain == T.flat()
+    assert W.world_task(ref, cfg.env, 0.5)._xml == sim_task._xml  # same MJCF as the sim env's
+    assert (ref.course_length, ref.speeds, ref.trials_per_speed, ref.timeout_factor) == (
+        w.course_length, w.speeds, w.trials_per_speed, w.timeout_factor)
+    assert ref.name not in W.WORLDS

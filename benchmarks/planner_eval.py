@@ -1,0 +1,97 @@
+"""Closed-loop return of planner settings (and the policy head alone) with a trained world model, side by side.
+
+Each `--set` is one planner variant: comma-separated `planner` config overrides applied on top of the run's config
+(e.g. `--set "init_std=0.3,num_samples=64,iterations=2"`). `--set policy` runs the policy head alone (no search).
+Every variant runs the same episode seeds in the MuJoCo C twin of the chosen domain.
+
+  python benchmarks/planner_eval.py --workdir runs/cartpole_small --domain sim --seeds 1000,1001 \
+      --set policy --set "init_std=0.05" --set "init_std=0.3,num_samples=64,iterations=2"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from simdist_jax import config as config_lib  # noqa: E402
+from simdist_jax import paths  # noqa: E402
+from simdist_jax.adapt.loop import run_episode  # noqa: E402
+from simdist_jax.envs.registry import make_real_env  # noqa: E402
+from simdist_jax.planner import mppi  # noqa: E402
+from simdist_jax.planner.controller import Controller  # noqa: E402
+from simdist_jax.world_model import checkpoint as ckpt_lib  # noqa: E402
+from simdist_jax.world_model import model as model_lib  # noqa: E402
+
+POLICY_ONLY = ("warm_start=policy,init_std=0.0,min_std=0.0,prior_std=0.0,iterations=1,num_samples=8,"
+               "prior_share=0.0,num_elites=1")
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--workdir", required=True, help="run directory (config.json, world_model/)")
+  ap.add_argument("--model", default=None, help="world-model checkpoint dir (default: <workdir>/world_model)")
+  ap.add_argument("--domain", default="sim", choices=("sim", "real"))
+  ap.add_argument("--seeds", default="1000,1001,1002")
+  ap.add_argument("--real", default="", help="overrides of the real domain 'k=v,k=v' (e.g. 'motor_gain=7.0')")
+  ap.add_argument("--set", action="append", default=[], dest="variants",
+                  help="planner overrides 'k=v,k=v' ('policy' = the policy head alone); repeatable")
+  args = ap.parse_args()
+
+  workdir = pathlib.Path(args.workdir)
+  plain = json.loads((workdir / "config.json").read_text())
+  for kv in filter(None, (x.strip() for x in args.real.split(","))):
+    k, v = kv.split("=", 1)
+    if k not in plain["domain"]["real"]:
+      raise SystemExit(f"unknown real-domain key {k!r}; valid: {sorted(plain['domain']['real'])}")
+    plain["domain"]["real"][k] = float(v)
+  base = config_lib.from_json(json.dumps(plain))
+  variables, _, dims = ckpt_lib.load(args.model or str(paths.model_dir(workdir)))
+  wm = model_lib.make_world_model(base.model, dims)
+  env = make_real_env(base, args.domain)
+  seeds = [int(s) for s in args.seeds.split(",")]
+  print(f"model {args.model or paths.model_dir(workdir)}, {args.domain} domain "
+        f"{dict(base.domain[args.domain]) if args.domain == 'real' else ''}, seeds {seeds}", flush=True)
+  for variant in args.variants or ["policy"]:
+    spec = POLICY_ONLY if variant == "policy" else variant
+    overrides = [f"planner.{kv.strip()}" for kv in spec.split(",") if kv.strip()]
+    updates = _parse(overrides)
+    unknown = sorted(set(updates) - set(base.planner))
+    if unknown:
+      raise SystemExit(f"unknown planner keys {unknown}; valid: {sorted(base.planner)}")
+    pcfg = mppi.PlannerConfig.from_config({**base.planner.to_dict(), **updates})
+    ctrl = Controller(pcfg, wm, variables, dims, history=wm.spec.history, key=jax.random.PRNGKey(0),
+                      model_horizon=wm.spec.horizon)
+    t0 = time.perf_counter()
+    rets = [run_episode(env, ctrl, jax.random.PRNGKey(s))["return"] for s in seeds]
+    lat = ctrl.latency_summary(skip_first=5)
+    print(f"{variant:60s} return {np.mean(rets):7.1f} +- {np.std(rets):5.1f}  "
+          f"{[round(r, 1) for r in rets]}  p50 {lat.get('latency/p50_ms', 0):.1f} ms  "
+          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def _parse(overrides: list[str]) -> dict:
+  """'planner.k=v' strings -> {k: int | float | str}."""
+  out = {}
+  for o in overrides:
+    k, v = o.split("=", 1)
+    k = k.removeprefix("planner.")
+    try:
+      out[k] = int(v)
+    except ValueError:
+      try:
+        out[k] = float(v)
+      except ValueError:
+        out[k] = v
+  return out
+
+
+if __name__ == "__main__":
+  main()

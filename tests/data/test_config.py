@@ -10,7 +10,8 @@ from simdist_jax.data.generate import GenConfig
 def test_cartpole_config_converts():
   cfg = load_config("experiments/configs/cartpole.py:small")
   g = GenConfig.from_config(cfg)
-  assert g.noisy_len == (1, 20) and g.clean_len == (10, 100) and g.p_expert == 0.5
+  assert g.noisy_len == (5, 30) and g.clean_len == (5, 40) and g.p_expert == 0.5
+  assert (g.sigma_min, g.sigma_max) == (0.2, 1.0)
   assert g.never_noised_frac == 0.025 and g.episode_length == 250 and g.num_shards == 4
   assert g.obs_dtypes == {"proprio": "float16", "extero": "float16", "command": "float16"}
 

@@ -69,8 +69,8 @@ def test_schedule_maps_iterations_to_epochs():
   assert sched.segment(0) == (50, 101)  # 100 epochs of 50 iterations
   assert sched.segment(1000) == (50, 81)
   small = ppo.Schedule.from_config(config_lib.load_config(CFG).expert)
-  assert small.ladder == (0, 8, 16, 24, 32, 40, 48, 64, 80, 160, 320, 800)  # the paper's fractions of 800
-  assert small.segment(0) == (4, 201)  # gcd(8, resume_every_iterations=20) = 4
+  assert small.ladder == (0, 6, 12, 18, 24, 30, 36, 48, 60, 120, 240, 600)  # the paper's fractions of 600
+  assert small.segment(0) == (6, 101)  # gcd(6, resume_every_iterations=30) = 6
   odd = ppo.Schedule.from_config(_cfg("expert.checkpoint_iterations=(0,6,9)", "expert.resume_every_iterations=0").expert)
   assert odd.segment(0) == (1, 41) and odd.segment(9) == (31, 2)
   with pytest.raises(config_lib.ConfigError, match=r"\[50\] lie outside \[0, num_iterations=40\]"):

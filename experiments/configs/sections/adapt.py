@@ -15,7 +15,7 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # Episodes (fixed seeds) of the task-metric evaluation after every round.
   c.eval_episodes = 15 if paper else 6
   # Held-out real episodes (recorded once with the pretrained planner) for the prediction loss per horizon step.
-  c.heldout_episodes = 5 if paper else 3
+  c.heldout_episodes = 5 if paper else 2
   # Finetuning gradient steps per round (Eq. 3, dynamics only; batch size and LR in model.finetune).
   c.finetune_steps = 20_000 if paper else 600
   # "pretrained": each round finetunes the pretrained model on all real data so far (j x finetune_steps);

@@ -18,7 +18,7 @@ import ml_collections
 # The paper's ladder (official code), as iterations of a 5000-iteration run; the expert is the final policy.
 PAPER_ITERATIONS = 5000
 PAPER_CHECKPOINTS = (0, 50, 100, 150, 200, 250, 300, 400, 500, 1000, 2000)
-SMALL_ITERATIONS = 800
+SMALL_ITERATIONS = 600
 
 
 def scaled_checkpoints(num_iterations: int) -> tuple[int, ...]:
@@ -82,14 +82,14 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # paper: the official ladder; small: the same fractions of the small run.
   c.checkpoint_iterations = PAPER_CHECKPOINTS if paper else scaled_checkpoints(SMALL_ITERATIONS)
   # Resume state (actor, critic, normalizer) is saved at least this often [iterations]; 0: only at ladder points.
-  c.resume_every_iterations = 50 if paper else 20
+  c.resume_every_iterations = 50 if paper else 30
   # --- evaluation ---
   # Deterministic sim episodes (MJX, parallel) evaluated at each ladder checkpoint during training; 0 disables.
   c.train_eval_episodes = 256 if paper else 64
   # Sim-domain episodes per checkpoint in `expert-eval` (MJX, all in parallel).
-  c.eval_sim_episodes = 1024 if paper else 256
+  c.eval_sim_episodes = 1024 if paper else 128
   # Real-domain episodes per checkpoint in `expert-eval` (MuJoCo C twin, seeds eval_seed .. eval_seed + n - 1).
-  c.eval_real_episodes = 10 if paper else 5
+  c.eval_real_episodes = 10 if paper else 3
   # First seed of the fixed real-domain evaluation episodes (and of the sim evaluation key).
   c.eval_seed = 1000
   return c

@@ -85,11 +85,11 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
 
   # --- Pretraining (Eq. 2). ---
   # Optimizer steps.
-  c.num_steps = 400_000 if paper else (600 if tiny else 4000)
+  c.num_steps = 400_000 if paper else (600 if tiny else 3000)
   # Windows per step.
   c.batch_size = 512 if paper else (32 if tiny else 128)
   # Adam learning-rate schedule: warmup then cosine.
-  c.lr = _lr(2e-4, 10_000, 400_000, 1e-4) if paper else (_lr(2e-3, 20, 600, 2e-4) if tiny else _lr(1e-3, 200, 4000, 1e-4))
+  c.lr = _lr(2e-4, 10_000, 400_000, 1e-4) if paper else (_lr(2e-3, 20, 600, 2e-4) if tiny else _lr(1e-3, 200, 3000, 1e-4))
   # Global-norm gradient clip (0 = off; the official run uses none).
   c.grad_clip = 0.0 if paper else 10.0
   # Loss weights of Eq. 2 on z-scored targets (official: 1, 1, 1, 4).

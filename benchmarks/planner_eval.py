@@ -11,7 +11,6 @@ Every variant runs the same episode seeds in the MuJoCo C twin of the chosen dom
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -46,13 +45,8 @@ def main() -> None:
   args = ap.parse_args()
 
   workdir = pathlib.Path(args.workdir)
-  plain = json.loads((workdir / "config.json").read_text())
-  for kv in filter(None, (x.strip() for x in args.real.split(","))):
-    k, v = kv.split("=", 1)
-    if k not in plain["domain"]["real"]:
-      raise SystemExit(f"unknown real-domain key {k!r}; valid: {sorted(plain['domain']['real'])}")
-    plain["domain"]["real"][k] = float(v)
-  base = config_lib.from_json(json.dumps(plain))
+  real = [f"domain.real.{kv.strip()}" for kv in args.real.split(",") if kv.strip()]
+  base = config_lib.apply_overrides(config_lib.from_json((workdir / "config.json").read_text()), real)
   variables, _, dims = ckpt_lib.load(args.model or str(paths.model_dir(workdir)))
   wm = model_lib.make_world_model(base.model, dims)
   env = make_real_env(base, args.domain)
@@ -62,11 +56,7 @@ def main() -> None:
   for variant in args.variants or ["policy"]:
     spec = POLICY_ONLY if variant == "policy" else variant
     overrides = [f"planner.{kv.strip()}" for kv in spec.split(",") if kv.strip()]
-    updates = _parse(overrides)
-    unknown = sorted(set(updates) - set(base.planner))
-    if unknown:
-      raise SystemExit(f"unknown planner keys {unknown}; valid: {sorted(base.planner)}")
-    pcfg = mppi.PlannerConfig.from_config({**base.planner.to_dict(), **updates})
+    pcfg = mppi.PlannerConfig.from_config(config_lib.apply_overrides(base, overrides).planner)
     ctrl = Controller(pcfg, wm, variables, dims, history=wm.spec.history, key=jax.random.PRNGKey(0),
                       model_horizon=wm.spec.horizon)
     t0 = time.perf_counter()
@@ -75,22 +65,6 @@ def main() -> None:
     print(f"{variant:60s} return {np.mean(rets):7.1f} +- {np.std(rets):5.1f}  "
           f"{[round(r, 1) for r in rets]}  p50 {lat.get('latency/p50_ms', 0):.1f} ms  "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
-
-
-def _parse(overrides: list[str]) -> dict:
-  """'planner.k=v' strings -> {k: int | float | str}."""
-  out = {}
-  for o in overrides:
-    k, v = o.split("=", 1)
-    k = k.removeprefix("planner.")
-    try:
-      out[k] = int(v)
-    except ValueError:
-      try:
-        out[k] = float(v)
-      except ValueError:
-        out[k] = v
-  return out
 
 
 if __name__ == "__main__":

@@ -153,10 +153,9 @@ def main() -> None:
           res[sigma]["gain_vs_prior"].append(true[int(np.argmax(pred))] - true[0])
         restore(s)
       a = prior[0]
-      cstate = cstate._replace(
-          proprio_hist=jnp.concatenate([history_inputs(cstate, proprio)[0][1:], proprio[None]], 0),
-          action_hist=jnp.concatenate([history_inputs(cstate, proprio)[1][1:], a[None]], 0),
-          step=cstate.step + 1)
+      ph, ah = history_inputs(cstate, proprio)
+      cstate = cstate._replace(proprio_hist=jnp.concatenate([ph[1:], proprio[None]], 0),
+                               action_hist=jnp.concatenate([ah[1:], a[None]], 0), step=cstate.step + 1)
       obs, r, done, _ = env.step(a)
       ep_return += r
       if done:

@@ -196,7 +196,7 @@ def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] |
   if cfg_path.exists():
     old = json.loads(cfg_path.read_text())
     keys = sections or tuple(sorted(set(old) | set(new)))
-    diffs = _diff({k: _lookup(old, k) for k in keys}, {k: _lookup(new, k) for k in keys})
+    diffs = _diff({k: lookup(old, k) for k in keys}, {k: lookup(new, k) for k in keys})
     if diffs:
       shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8])
       raise ConfigError(f"run directory '{workdir}' was created by a different config ({len(diffs)} "
@@ -207,8 +207,8 @@ def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] |
   return workdir
 
 
-def _lookup(tree, dotted: str):
-  """`tree["a"]["b"]` for `"a.b"`; None where a part is missing."""
+def lookup(tree, dotted: str):
+  """`tree["a"]["b"]` for `"a.b"` in a plain (JSON) config tree; None where a part is missing."""
   for part in dotted.split("."):
     tree = tree.get(part) if isinstance(tree, dict) else None
   return tree

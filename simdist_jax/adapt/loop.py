@@ -52,13 +52,15 @@ class ExplorationNoise:
   model can lower its loss by ignoring the actions, which is what the planner ranks candidates by.
   """
 
-  def __init__(self, sigma: float, noisy_len, clean_len, low: float = -1.0, high: float = 1.0, seed: int = 0):
+  def __init__(self, sigma: float, noisy_len, clean_len, low=-1.0, high=1.0, seed: int = 0):
+    """`low`/`high`: action bounds, scalars or per-dimension sequences (the planner's `action_low/high`)."""
     if sigma < 0:
       raise ValueError(f"exploration sigma must be >= 0, got {sigma}")
     for name, (lo, hi) in (("noisy_len", noisy_len), ("clean_len", clean_len)):
       if not 1 <= int(lo) <= int(hi):
         raise ValueError(f"exploration {name} must be an inclusive range 1 <= lo <= hi, got {(lo, hi)}")
-    self.sigma, self.low, self.high = float(sigma), float(low), float(high)
+    self.sigma = float(sigma)
+    self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
     self.noisy_len, self.clean_len = (int(noisy_len[0]), int(noisy_len[1])), (int(clean_len[0]), int(clean_len[1]))
     self.rng = np.random.default_rng(seed)
     self.reset()
@@ -248,8 +250,7 @@ def run_stage(cfg, workdir) -> dict:
       for i in range(have, int(acfg.episodes_per_round)):
         s = seed * 100_000 + j * 1000 + i
         explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
-                                   low=float(np.min(pcfg.action_low)), high=float(np.max(pcfg.action_high)),
-                                   seed=s)
+                                   low=pcfg.action_low, high=pcfg.action_high, seed=s)
         out = run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j},
                           explore=explore)
         log(f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "

@@ -104,12 +104,6 @@ class Schedule:
 
 
 # ---- config fingerprint -----------------------------------------------------------------------------------------
-def _get(tree: dict, dotted: str):
-  for part in dotted.split("."):
-    tree = tree.get(part) if isinstance(tree, dict) else None
-  return tree
-
-
 def prepare_expert_dir(cfg: Any, workdir: Any) -> pathlib.Path:
   """Creates `<workdir>/expert/` with `config.json`, or checks that its expert-relevant sections match `cfg`.
 
@@ -121,7 +115,8 @@ def prepare_expert_dir(cfg: Any, workdir: Any) -> pathlib.Path:
   cfg_path = ed / "config.json"
   if cfg_path.exists():
     old = json.loads(cfg_path.read_text())
-    diffs = [(k, _get(old, k), _get(new, k)) for k in _FINGERPRINT if _get(old, k) != _get(new, k)]
+    lookup = config_lib.lookup
+    diffs = [(k, lookup(old, k), lookup(new, k)) for k in _FINGERPRINT if lookup(old, k) != lookup(new, k)]
     if diffs:
       shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs)
       raise config_lib.ConfigError(f"expert directory '{ed}' was trained with a different config ({shown}). "

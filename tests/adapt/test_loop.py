@@ -111,6 +111,10 @@ def test_exploration_noise_schedule():
   assert np.all(applied[~flags] == np.float32(0.9))  # clean steps pass the action through
   assert np.all(np.abs(applied) <= 1.0) and np.any(applied[flags] == 1.0)  # clipped to the bounds
   assert np.std(applied[flags & (applied < 1.0)]) > 0.2
+  per_dim = loop.ExplorationNoise(5.0, (1, 1), (1, 1), low=(-1.0, -0.1), high=(1.0, 0.1), seed=3)
+  noised = [a for a, n in (per_dim(np.zeros(2, np.float32)) for _ in range(50)) if n]
+  assert noised and np.abs(np.array(noised)[:, 1]).max() == np.float32(0.1)  # per-dimension bounds hold
+  assert np.abs(np.array(noised)[:, 0]).max() > 0.1
   off = loop.ExplorationNoise(0.0, (1, 2), (1, 2))
   assert all(not off(np.zeros(1))[1] for _ in range(20))
   with pytest.raises(ValueError, match="noisy_len"):

@@ -304,8 +304,10 @@ def run_stage(cfg, workdir) -> dict:
       "frozen_unchanged_all_rounds": all(r["frozen_unchanged"] for r in rounds),
   }
   config_lib.atomic_write_text(results_path, json.dumps(summary, indent=2))
+  closed = summary["gap_closed_fraction"]
+  closed_s = "n/a (the real return is not below the sim planner's)" if closed is None else f"{closed:.0%}"
   log(f"done: real return {summary['real_return_round0']:.2f} -> {summary['real_return_final']:.2f} "
-      f"(sim planner {summary['sim_planner_return']:.2f}, gap closed {summary['gap_closed_fraction']}), "
+      f"(sim planner {summary['sim_planner_return']:.2f}, gap closed {closed_s}), "
       f"pred loss {summary['pred_loss_round0']:.4f} -> {summary['pred_loss_final']:.4f} "
       f"({summary['pred_loss_ratio']:.1f}x)")
   return summary

@@ -116,6 +116,7 @@ def make_pretrain_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
   w_cfg = model_cfg.loss_weights
   weights = {k: float(w_cfg[k]) for k in ("latent", "reward", "value", "action")}
   noise_p, noise_e = _aug_noise(model_cfg, P)
+  heads_sg = bool(model_cfg.get("heads_stop_gradient", False))
 
   def per_example(params: Any, sc: Any, window: Batch, key: jax.Array, train: bool) -> dict[str, jax.Array]:
     s = model_lib.scale
@@ -126,7 +127,8 @@ def make_pretrain_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
     tokens, z = _scaled_context(wm, params, sc, w_in)
     a_s, c_s = s(sc, "action", w.actions), s(sc, "command", w.commands)
     z_hat = wm.apply(params, "latents", tokens, z, a_s, train=train, rng=k_dyn)
-    r_hat, v_hat = wm.apply(params, "returns", z, z_hat, a_s, c_s, train=train, rng=k_ret)
+    z_hat_heads = jax.lax.stop_gradient(z_hat) if heads_sg else z_hat
+    r_hat, v_hat = wm.apply(params, "returns", z, z_hat_heads, a_s, c_s, train=train, rng=k_ret)
     a_hat = wm.apply(params, "policy_chunk", tokens, c_s, train=train, rng=k_pi)
     return {
       "latent": jnp.mean(jnp.square(z_hat - z_tgt)),

@@ -113,7 +113,8 @@ def static_key(model_cfg: Any, dims: Mapping[str, Any], fields: tuple[str, ...])
   return json.dumps({"dims": ckpt_lib.dims_to_json(dims), **{k: cfg.get(k) for k in fields}}, sort_keys=True)
 
 
-_STEP_FIELDS = ckpt_lib.ARCH_KEYS + ("dropout_attn", "dropout_mlp", "loss_weights", "aug_noise", "lr", "grad_clip")
+_STEP_FIELDS = ckpt_lib.ARCH_KEYS + ("dropout_attn", "dropout_mlp", "loss_weights", "aug_noise", "lr", "grad_clip",
+                                     "heads_stop_gradient")
 
 
 @functools.lru_cache(maxsize=8)

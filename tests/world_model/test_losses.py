@@ -100,3 +100,29 @@ def test_finetune_loss_is_latent_term_and_grads_only_trainable():
   grads = jax.grad(lambda tr: fl(tr, frozen, v["scaler"], batch, key, False)[0])(trainable)
   assert set(grads) == {"dynamics"}
   assert float(model_lib.param_count(grads)) > 0 and float(jnp.abs(jax.tree.leaves(grads)[0]).sum()) > 0
+
+
+@pytest.mark.parametrize("heads_sg", [False, True])
+def test_heads_stop_gradient_keeps_reward_value_losses_out_of_the_dynamics(heads_sg):
+  """With `heads_stop_gradient` the reward/value losses give the dynamics zero gradient (it learns only the latent
+  term); without it they reach the dynamics (the paper). The losses' values are the same either way, and the
+  encoder gets reward-loss gradient in both cases (through z_t)."""
+  cfg, wm, v, batch = _setup(heads_stop_gradient=heads_sg)
+  loss_fn = losses.make_pretrain_loss(wm, cfg.model)
+  key = jax.random.key(0)
+
+  def term(params, name):
+    return loss_fn(params, v["scaler"], batch, key, False)[1][f"train/loss/{name}"]
+
+  for name in ("reward", "value"):
+    g = jax.grad(term)(v["params"], name)
+    dyn = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g["dynamics"]))
+    head = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[name]))
+    assert head > 0.0, name
+    assert (dyn == 0.0) if heads_sg else (dyn > 0.0), (name, dyn)
+  enc = jax.grad(term)(v["params"], "reward")["encoder"]
+  assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(enc)) > 0.0
+  _, m_ref = losses.make_pretrain_loss(wm, tiny_config(DIMS).model)(v["params"], v["scaler"], batch, key, False)
+  _, m = loss_fn(v["params"], v["scaler"], batch, key, False)
+  for k in m_ref:
+    assert float(m[k]) == pytest.approx(float(m_ref[k]), rel=1e-6), k

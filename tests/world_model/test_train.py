@@ -113,3 +113,15 @@ def test_nan_loss_stops_with_clear_error(dataset, tmp_path):
     train.pretrain(cfg, workdir, _NaNAfter(dataset, bad_call=6))
   variables, _, _ = ckpt_lib.load(workdir)
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(variables["params"]))
+
+
+def test_compiled_step_key_sees_every_loss_option():
+  """The compiled-step cache is keyed on a filtered copy of the model config; an option the loss reads but the key
+  drops would be silently ignored (the train step would be built without it). Each option must change the key."""
+  dims = {"proprio": 3, "extero": 0, "extero_shape": (), "action": 2, "command": 1}
+  base = tiny_config(dims).model
+  key0 = train.static_key(base, dims, train._STEP_FIELDS)  # noqa: SLF001
+  for name, value in (("heads_stop_gradient", not base.heads_stop_gradient), ("dynamics_residual", True),
+                      ("grad_clip", 0.5), ("dropout_attn", 0.3)):
+    changed = tiny_config(dims, **{name: value}).model
+    assert train.static_key(changed, dims, train._STEP_FIELDS) != key0, name  # noqa: SLF001

@@ -57,6 +57,10 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # and steps the direct decoder predicts one step ahead 10x worse than copying z_t and the planner cannot rank
   # action chunks (docs/results.md, "CartPole world model").
   c.dynamics_residual = preset == "small"
+  # Reward/value heads read the predicted latents under stop-gradient, so their losses do not shape the dynamics:
+  # the dynamics learns only to predict encoder latents (the one objective finetuning keeps). The paper lets the
+  # gradients through (False). The encoder still learns from the reward loss through z_t and from BC.
+  c.heads_stop_gradient = False
   c.encoder = ml_collections.ConfigDict()
   # Proprio MLP hidden widths (P -> ... -> Z); shared with the history's proprio tokens.
   c.encoder.proprio_hidden = (128, 128) if paper else ((32,) if tiny else (64, 64))

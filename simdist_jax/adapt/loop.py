@@ -32,6 +32,7 @@ import numpy as np
 from simdist_jax import config as config_lib
 from simdist_jax import paths
 from simdist_jax.adapt import recorder as rec
+from simdist_jax.data import windows
 from simdist_jax.envs.registry import make_real_env, make_task
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
@@ -214,6 +215,7 @@ def run_stage(cfg, workdir) -> dict:
   ctrl_dt = real_env.dt
   seed = int(cfg.run.seed)
   eval_seeds = [seed * 100_000 + 50_000 + i for i in range(int(acfg.eval_episodes))]
+  sim_windows = None  # the sim dataset, loaded on first use when adapt.sim_mix > 0
   heldout_seeds = [seed * 100_000 + 60_000 + i for i in range(int(acfg.heldout_episodes))]
   controller = Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
                           model_horizon=T)
@@ -263,6 +265,10 @@ def run_stage(cfg, workdir) -> dict:
       stats = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in variables0["scaler"].items()}
       ds = rec.aggregate(all_eps, H=H, T=T, stats=stats, eval_fraction=0.0,
                          key=jax.random.PRNGKey(seed + j))
+      if float(acfg.sim_mix) > 0.0:
+        if sim_windows is None:
+          sim_windows = windows.load_from_config(cfg, workdir)
+        ds = windows.MixedDataset(ds, sim_windows, float(acfg.sim_mix))
       start = variables0 if acfg.finetune_from == "pretrained" else variables
       steps = int(acfg.finetune_steps) * (j if acfg.finetune_from == "pretrained" else 1)
       log(f"round {j}: finetuning {train_mode} for {steps} steps on {len(all_eps)} real episodes "

@@ -192,6 +192,40 @@ class WindowDataset:
             "rejected_nonfinite": len(self.rejected)}
 
 
+class MixedDataset:
+  """Batches that draw a fixed share of their windows from a second dataset: `round(B * share)` windows from
+  `secondary`, the rest from `primary` (e.g. sim windows beside real ones while finetuning the dynamics). Both must
+  have the same H, T and feature dims. Only `sample` is offered (no held-out split of its own)."""
+
+  def __init__(self, primary: WindowDataset, secondary: WindowDataset, share: float) -> None:
+    if not 0.0 <= float(share) < 1.0:
+      raise ValueError(f"share of secondary windows must be in [0, 1), got {share}")
+    if (primary.H, primary.T) != (secondary.H, secondary.T):
+      raise ValueError(f"H, T differ: {primary.source} has {(primary.H, primary.T)}, {secondary.source} has "
+                       f"{(secondary.H, secondary.T)}")
+    for k in _FEATURE_KEYS:
+      if int(primary.dims[k]) != int(secondary.dims[k]):
+        raise ValueError(f"dims[{k!r}] differ: {primary.source} {primary.dims[k]}, {secondary.source} "
+                         f"{secondary.dims[k]}")
+    self.primary, self.secondary, self.share = primary, secondary, float(share)
+    self.H, self.T, self.L, self.dims, self.stats = primary.H, primary.T, primary.L, primary.dims, primary.stats
+    self.source = f"{primary.source} + {self.share:.0%} {secondary.source}"
+
+  def split(self, batch_size: int) -> tuple[int, int]:
+    """(primary, secondary) windows per batch of `batch_size`."""
+    n2 = int(round(batch_size * self.share))
+    return batch_size - n2, n2
+
+  def sample(self, key: jax.Array, batch_size: int) -> dict:
+    n1, n2 = self.split(batch_size)
+    k1, k2 = jax.random.split(key)
+    a = self.primary.sample(k1, n1)
+    if n2 == 0:
+      return a
+    b = self.secondary.sample(k2, n2)
+    return {k: jnp.concatenate([a[k], b[k]], axis=0) for k in a}
+
+
 def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int = 5, end_margin: int = 5,
                  eval_fraction: float = 0.1, seed: int = 0, verify: bool = True) -> WindowDataset:
   """Sim dataset from a generated directory (checks the manifest and every shard's size and sha256)."""

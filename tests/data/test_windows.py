@@ -155,3 +155,25 @@ def test_load_generated_dataset():
     assert np.all(eid[s - 5:s + 9 + 5] == eid[s])  # margins inside the episode
   assert ds.num_train_windows + ds.num_eval_windows > 5000
   assert man["episodes"] == len(np.unique(eid))
+
+
+def test_mixed_dataset_draws_the_configured_share_from_each_source():
+  H, T = 2, 2
+  key = jax.random.PRNGKey(0)
+  # Tag the sources: every real proprio is in [-10, 10] (normal), every "sim" proprio is offset by +1000.
+  real = W.from_episodes([_real(12, seed=0), _real(15, seed=1)], H, T, None, 0.0, key)
+  sim_eps = [dict(_real(20, seed=2), proprio=_real(20, seed=2)["proprio"] + 1000.0)]
+  sim = W.from_episodes(sim_eps, H, T, None, 0.0, key)
+  mixed = W.MixedDataset(real, sim, 0.25)
+  assert mixed.split(32) == (24, 8) and mixed.split(6) == (4, 2)  # round(1.5) = 2
+  b = mixed.sample(jax.random.PRNGKey(1), 32)
+  assert set(b) == set(W.BATCH_KEYS) and b["proprio"].shape == (32, H + T + 1, 3)
+  from_sim = np.asarray(b["proprio"]).max(axis=(1, 2)) > 500.0
+  np.testing.assert_array_equal(from_sim, [False] * 24 + [True] * 8)
+  assert W.MixedDataset(real, sim, 0.0).sample(jax.random.PRNGKey(1), 8)["proprio"].max() < 500.0
+  with pytest.raises(ValueError, match=r"\[0, 1\)"):
+    W.MixedDataset(real, sim, 1.0)
+  with pytest.raises(ValueError, match="H, T differ"):
+    W.MixedDataset(real, W.from_episodes(sim_eps, H, T + 1, None, 0.0, key), 0.5)
+  with pytest.raises(ValueError, match="dims\\['proprio'\\] differ"):
+    W.MixedDataset(real, W.from_episodes([_real(20, p=4)], H, T, None, 0.0, key), 0.5)

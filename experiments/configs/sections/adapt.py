@@ -28,5 +28,8 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.explore_sigma = 0.0 if paper else 0.5
   c.explore_noisy_len = (5, 20)
   c.explore_clean_len = (5, 40)
+  # Share of every finetuning batch drawn from the sim dataset (windows of `<workdir>/data`), the rest from the real
+  # episodes; still dynamics-only, latent loss only. 0 = the paper (real data only).
+  c.sim_mix = 0.0
   del task
   return c

@@ -169,3 +169,36 @@ def test_run_episode_records_and_remembers_the_applied_action(tmp_path):
   np.testing.assert_array_equal(np.array(ctrl.hist)[:, 0], applied)  # and so does the controller's history
   noised = applied != np.float32(0.25)
   assert out["noised_steps"] == int(noised.sum()) and 8 <= out["noised_steps"] <= 32 and out["steps"] == 40
+
+
+def test_sim_mix_finetunes_on_real_plus_sim_windows(tmp_path, monkeypatch):
+  """With adapt.sim_mix > 0 the round's finetuning batches come from a MixedDataset of the real episodes recorded
+  so far and the sim dataset (loaded once), at the configured share."""
+  from simdist_jax.data import windows  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.load_config(CARTPOLE + ":small", TINY + ["adapt.sim_mix=0.25"])
+  dims = make_task(cfg).dims
+  wm = model_lib.make_world_model(cfg.model, dims)
+  ck = ckpt_lib.Checkpointer(str(paths.model_dir(tmp_path) / "checkpoints"), keep=1)
+  ck.save(1, wm.init(jax.random.PRNGKey(0)), cfg.model, dims, kind="pretrain")
+  ck.close()
+  rng = np.random.default_rng(0)
+  sim_ep = {"proprio": rng.normal(size=(40, 5)), "extero": np.zeros((40, 0)), "action": rng.normal(size=(40, 1)),
+            "command": np.zeros((40, 0))}
+  sim = windows.from_episodes([sim_ep], 3, 4, None, 0.0, jax.random.PRNGKey(0))
+  loads, seen = [], []
+  monkeypatch.setattr(windows, "load_from_config", lambda c, w: loads.append(w) or sim)
+
+  class Stop(Exception):
+    pass
+
+  def fake_finetune(config, variables, dataset, steps, key):
+    seen.append(dataset)
+    raise Stop
+
+  monkeypatch.setattr(loop, "finetune_variables", fake_finetune)
+  with pytest.raises(Stop):
+    loop.run_stage(cfg, tmp_path)
+  (ds,) = seen
+  assert isinstance(ds, windows.MixedDataset) and ds.secondary is sim and ds.share == 0.25
+  assert ds.split(8) == (6, 2) and len(loads) == 1
+  assert ds.primary.train_episodes.size == 1  # the one real episode of round 1

@@ -3,9 +3,9 @@
 Our own MJCF (no collisions; the pole's inertia is set explicitly so the pole length and mass are domain
 parameters). Physics dt 0.01 s, 2 substeps -> 50 Hz control. The constraint solver (the hinge's dry friction and the rail
 limits are constraints) is capped at 4 iterations / 16 line-search steps: MJX's float32 line search rarely meets
-the default tolerance and ran to the default cap of 50, which made MJX 2x slower (31k vs 62k env steps/s at
-batch 256, 2-core CPU) without changing the result (MuJoCo C follows the default-option trajectory exactly,
-`tests/envs/test_cartpole_env.py`). The pole starts hanging down (theta = pi, where
+the default tolerance and ran to the default cap of 50, which made MJX 2x slower (`benchmarks/solver_cap.py`:
+30.7k vs 63.5k env steps/s at batch 256 on the 2-core CPU, observations within 2.4e-5 over 200 steps) without changing
+the physics (MuJoCo C follows the default-option trajectory exactly, `tests/envs/test_cartpole_env.py`). The pole starts hanging down (theta = pi, where
 theta = 0 is upright). Reward: dm_control's smooth swing-up reward in [0, 1]:
   r = (cos(theta) + 1)/2 * (1 + centered)/2 * (4 + small_control)/5 * (1 + small_velocity)/2
 with `tolerance` shaping (gaussian, value 0.1 at the margin) for centered (|x|, margin 2) and small_velocity

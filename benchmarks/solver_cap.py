@@ -1,0 +1,71 @@
+"""CartPole MJX throughput with the shipped solver caps vs MuJoCo's default solver options, side by side in one run.
+
+The CartPole MJCF caps the constraint solver at 4 iterations / 16 line-search steps (`simdist_jax/envs/cartpole.py`).
+This script builds the same env twice, once as shipped and once with MuJoCo's defaults (100 iterations, 50
+line-search steps), runs the same random actions from the same states, and prints env steps/s (compile excluded)
+and the largest observation difference between the two.
+
+Usage: python benchmarks/solver_cap.py [--batch 256] [--steps 200]
+"""
+
+import argparse
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from simdist_jax import config as config_lib  # noqa: E402
+from simdist_jax.envs import cartpole  # noqa: E402
+from simdist_jax.envs.registry import make_env  # noqa: E402
+from simdist_jax.envs.wrappers import wrap_for_training  # noqa: E402
+
+SHIPPED = 'iterations="4" ls_iterations="16"'
+DEFAULTS = 'iterations="100" ls_iterations="50"'
+
+
+def measure(cfg, batch: int, steps: int) -> tuple[float, float, np.ndarray]:
+  env = wrap_for_training(make_env(cfg, "sim"), episode_length=cfg.env.episode_length)
+
+  @jax.jit
+  def run(state, key):
+    def body(s, k):
+      a = jax.random.uniform(k, (batch, env.action_size), minval=-1, maxval=1)
+      s = env.step(s, a)
+      return s, s.obs["state"] if isinstance(s.obs, dict) else s.obs
+    return jax.lax.scan(body, state, jax.random.split(key, steps))
+
+  state = jax.jit(env.reset)(jax.random.split(jax.random.PRNGKey(0), batch))
+  t0 = time.perf_counter()
+  jax.block_until_ready(run(state, jax.random.PRNGKey(1)))
+  compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  _, obs = jax.block_until_ready(run(state, jax.random.PRNGKey(2)))
+  return batch * steps / (time.perf_counter() - t0), compile_s, np.asarray(obs)
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--batch", type=int, default=256)
+  ap.add_argument("--steps", type=int, default=200)
+  args = ap.parse_args()
+  cfg = config_lib.load_config("experiments/configs/cartpole.py:small")
+  if SHIPPED not in cartpole._XML:  # noqa: SLF001
+    raise SystemExit(f"the CartPole MJCF no longer has {SHIPPED}; update this benchmark")
+  shipped = measure(cfg, args.batch, args.steps)
+  cartpole._XML = cartpole._XML.replace(SHIPPED, DEFAULTS)  # noqa: SLF001
+  defaults = measure(cfg, args.batch, args.steps)
+  print(f"device: {jax.devices()[0].platform} {jax.devices()[0].device_kind}; jax {jax.__version__}; CartPole MJX, "
+        f"batch {args.batch}, {args.steps} steps of random actions")
+  print("solver options                     env steps/s   compile s")
+  print(f"shipped (4 it / 16 line search)   {shipped[0]:12,.0f}   {shipped[1]:9.1f}")
+  print(f"MuJoCo defaults (100 / 50)        {defaults[0]:12,.0f}   {defaults[1]:9.1f}")
+  print(f"speed-up {shipped[0] / defaults[0]:.2f}x; max |obs difference| over the rollout "
+        f"{np.abs(shipped[2] - defaults[2]).max():.2e}")
+
+
+if __name__ == "__main__":
+  main()

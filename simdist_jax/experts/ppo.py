@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import pathlib
 import time
@@ -110,21 +109,7 @@ def prepare_expert_dir(cfg: Any, workdir: Any) -> pathlib.Path:
   Only `task, env, domain.sim, expert, run.seed` must match (changing e.g. `domain.real` or the planner does not
   invalidate a trained expert). Raises ConfigError naming the differing keys.
   """
-  ed = paths.expert_dir(workdir)
-  new = json.loads(config_lib.to_json(cfg))
-  cfg_path = ed / "config.json"
-  if cfg_path.exists():
-    old = json.loads(cfg_path.read_text())
-    lookup = config_lib.lookup
-    diffs = [(k, lookup(old, k), lookup(new, k)) for k in _FINGERPRINT if lookup(old, k) != lookup(new, k)]
-    if diffs:
-      shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs)
-      raise config_lib.ConfigError(f"expert directory '{ed}' was trained with a different config ({shown}). "
-                                   "Use a new --workdir or delete the directory.")
-    return ed
-  ed.mkdir(parents=True, exist_ok=True)
-  config_lib.atomic_write_text(cfg_path, json.dumps(new, indent=2, sort_keys=True))
-  return ed
+  return config_lib.prepare_run_dir(paths.expert_dir(workdir), cfg, sections=_FINGERPRINT)
 
 
 def is_complete(cfg: Any, workdir: Any) -> bool:

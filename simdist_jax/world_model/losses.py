@@ -116,7 +116,7 @@ def make_pretrain_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
   w_cfg = model_cfg.loss_weights
   weights = {k: float(w_cfg[k]) for k in ("latent", "reward", "value", "action")}
   noise_p, noise_e = _aug_noise(model_cfg, P)
-  heads_sg = bool(model_cfg.get("heads_stop_gradient", False))
+  heads_sg = bool(model_cfg.heads_stop_gradient)
 
   def per_example(params: Any, sc: Any, window: Batch, key: jax.Array, train: bool) -> dict[str, jax.Array]:
     s = model_lib.scale

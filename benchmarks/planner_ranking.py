@@ -114,7 +114,10 @@ def main() -> None:
   res = {s: {k: [] for k in keys} for s in sigmas}
   ep_return = 0.0
   for seed in [int(x) for x in args.seeds.split(",")]:
-    obs = env.reset(jax.random.PRNGKey(seed))
+    # The same episode as `adapt.loop.run_episode` / benchmarks/planner_eval.py with this seed: the environment
+    # resets with the first half of split(PRNGKey(seed)), so both scripts see the same domain draw.
+    key_env, _ = jax.random.split(jax.random.PRNGKey(seed))
+    obs = env.reset(key_env)
     cstate = init_controller(pcfg, dims, H, jax.random.PRNGKey(0))
     for t in range(cfg.env.episode_length):
       proprio, extero, _ = (np.asarray(x) for x in env.task.split_state(obs["state"]))

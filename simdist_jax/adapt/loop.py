@@ -5,7 +5,8 @@ Rounds j = 1..J of: deploy the MPPI planner with the current world model for M e
 dynamics on all real data so far (targets from the frozen encoder), evaluate. Round 0 is the pretrained model.
 
 Evaluation after every round, on a fixed protocol:
-  * task metric: mean/std return of `adapt.eval_episodes` real episodes with fixed seeds;
+  * task metric: mean/std return of `adapt.eval_episodes` real episodes with fixed seeds; at round 0 also the
+    pretrained planner's return in the sim domain over `adapt.sim_eval_episodes` seeds (the reference);
   * latent prediction loss per horizon step k = 1..T on held-out real episodes (recorded once with the
     pretrained planner on separate seeds, never trained on): mean over windows and latent dims of
     (z_hat_{t+k} - E(o_{t+k}))^2, E the frozen encoder;
@@ -215,6 +216,10 @@ def run_stage(cfg, workdir) -> dict:
   ctrl_dt = real_env.dt
   seed = int(cfg.run.seed)
   eval_seeds = [seed * 100_000 + 50_000 + i for i in range(int(acfg.eval_episodes))]
+  sim_eval_seeds = [seed * 100_000 + 50_000 + i for i in range(int(acfg.sim_eval_episodes))]
+  if not sim_eval_seeds or not eval_seeds:
+    raise ValueError(f"adapt.eval_episodes ({len(eval_seeds)}) and adapt.sim_eval_episodes "
+                     f"({len(sim_eval_seeds)}) must be >= 1")
   sim_windows = None  # the sim dataset, loaded on first use when adapt.sim_mix > 0
   heldout_seeds = [seed * 100_000 + 60_000 + i for i in range(int(acfg.heldout_episodes))]
   controller = Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
@@ -289,8 +294,9 @@ def run_stage(cfg, workdir) -> dict:
            "finetune": {k: float(v) for k, v in ft_metrics.items()},
            "planner/latency": controller.latency_summary(skip_first=5), "wall_s": time.perf_counter() - t0}
     if j == 0:
-      sim = evaluate(sim_env, controller, eval_seeds)
+      sim = evaluate(sim_env, controller, sim_eval_seeds)
       row["sim/return_mean"], row["sim/return_std"] = sim["return_mean"], sim["return_std"]
+      row["sim/returns"] = sim["returns"]
     rdir.mkdir(parents=True, exist_ok=True)
     config_lib.atomic_write_text(done_file, json.dumps(row, indent=2))
     rounds.append(row)

@@ -5,7 +5,9 @@ One control step plans against a single example:
   * the policy-prior samples (`policy_chunk` + `prior_std` noise) are drawn once per control step;
   * `iterations` refinement rounds run in one `lax.scan`, and each round scores all N candidates with a single
     vmapped call of `predict_latents` + `predict_returns`;
-  * each round keeps the top-K elites (`lax.top_k`) and weights them by exp(beta (R - max R)) (CEM: uniformly).
+  * each round keeps the top-K elites (`lax.top_k`) and weights them by exp(beta (J - max J)) (CEM: uniformly),
+    where J = R - kappa * mean_k ||a_k - pi_k||^2 is the predicted return R less an optional quadratic cost on
+    the deviation from the policy head's chunk pi (`prior_cost` kappa; 0 = the paper: J = R).
 
 Dimension letters: N candidates per iteration (Gaussian + prior), K elites, T model horizon (length of the
 model's action chunk), h planning horizon (`cfg.horizon` <= T), A action, C command, Z latent.
@@ -46,6 +48,7 @@ class PlannerConfig:
   init_std: float = 2.0  # std of the Gaussian proposal at the start of every control step.
   min_std: float = 0.05  # std floor after each update.
   prior_std: float = 0.05  # noise std on the policy-prior chunk.
+  prior_cost: float = 0.0  # kappa: objective J = R - kappa * mean_k ||a_k - pi_k||^2 (0 = the paper, J = R).
   momentum: float = 0.0  # mean <- momentum * mean + (1 - momentum) * elite mean.
   discount: float = 0.99  # gamma.
   horizon: int = 25  # h, planning horizon; must be <= the model's T.
@@ -77,6 +80,8 @@ class PlannerConfig:
       raise ValueError(f"mode={self.mode!r} not in {MODES}")
     if min(self.init_std, self.min_std, self.prior_std) < 0:
       raise ValueError("init_std, min_std and prior_std must be >= 0")
+    if not self.prior_cost >= 0.0:  # also rejects NaN
+      raise ValueError(f"prior_cost={self.prior_cost} must be >= 0")
     if not 0.0 <= self.momentum < 1.0:
       raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
 
@@ -99,6 +104,7 @@ class PlannerConfig:
         init_std=float(section["init_std"]),
         min_std=float(section["min_std"]),
         prior_std=float(section["prior_std"]),
+        prior_cost=float(section["prior_cost"]),
         momentum=float(section["momentum"]),
         discount=float(section["discount"]),
         horizon=int(section["horizon"]),
@@ -169,6 +175,20 @@ def discounted_return(cfg: PlannerConfig, rewards: jax.Array, values: jax.Array)
   disc = cfg.discount ** jnp.arange(h, dtype=rewards.dtype)
   exponent = h if cfg.terminal_discount == "T" else h + 1
   return jnp.sum(disc * rewards[:h]) + cfg.discount ** exponent * values[h - 1]
+
+
+def prior_deviation_cost(cfg: PlannerConfig, candidates: jax.Array, prior_chunk: jax.Array) -> jax.Array:
+  """kappa * mean over steps and action dims of (a - pi)^2: [N, h, A], [h, A] -> [N] (zeros when kappa = 0).
+
+  A quadratic control cost around the policy head's chunk pi, in the spirit of information-theoretic MPPI's
+  control cost around its nominal sequence: where the model's predicted returns are flat (differences below
+  its errors), the search stays at the policy head instead of following sampling noise; where they differ by
+  more than the cost, it moves.
+  """
+  if candidates.ndim != 3 or candidates.shape[1:] != prior_chunk.shape:
+    raise ValueError(f"candidates [N, h, A] and prior chunk [h, A] disagree: {candidates.shape} vs "
+                     f"{prior_chunk.shape}")
+  return cfg.prior_cost * jnp.mean(jnp.square(candidates - prior_chunk), axis=(1, 2))
 
 
 def elite_update(cfg: PlannerConfig, candidates: jax.Array, returns: jax.Array, mean: jax.Array
@@ -283,15 +303,15 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
     gauss = mean + std * eps
     candidates = jnp.concatenate([jnp.clip(gauss, low, high), prior], axis=0)  # [N, h, A]
     returns = score(candidates)
-    new_mean, new_std, st = elite_update(cfg, candidates, returns, mean)
+    objective = returns - prior_deviation_cost(cfg, candidates, prior_chunk[:h]) if cfg.prior_cost else returns
+    new_mean, new_std, st = elite_update(cfg, candidates, objective, mean)
     finite = jnp.isfinite(returns)
     n_finite = jnp.sum(finite)
     w = st["weights"]
     stats = {
         "planner/return_mean": jnp.sum(jnp.where(finite, returns, 0.0)) / jnp.maximum(n_finite, 1),
         "planner/return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)),
-        "planner/elite_return_mean": jnp.sum(w * jnp.where(jnp.isfinite(st["elite_returns"]),
-                                                           st["elite_returns"], 0.0)),
+        "planner/elite_return_mean": jnp.sum(w * jnp.where(finite, returns, 0.0)[st["elite_idx"]]),
         "planner/ess": jnp.nan_to_num(1.0 / jnp.sum(jnp.square(w)), nan=0.0),  # 0 if no finite candidate
         "planner/prior_elite_frac": jnp.mean((st["elite_idx"] >= n_gauss).astype(jnp.float32)),
         "planner/prior_return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)[n_gauss:], initial=-jnp.inf),

@@ -21,7 +21,7 @@ TINY = ["env.episode_length=16", "model.history=3", "model.horizon=4", "model.la
         "model.value_net.mlp_dim=32", "model.policy_net.num_layers=1", "model.policy_net.num_heads=2",
         "model.policy_net.mlp_dim=32", "model.num_steps=1", "planner.num_samples=16", "planner.iterations=2",
         "planner.num_elites=4", "planner.horizon=4", "adapt.rounds=2", "adapt.episodes_per_round=1",
-        "adapt.eval_episodes=1", "adapt.heldout_episodes=1", "adapt.finetune_steps=3",
+        "adapt.eval_episodes=1", "adapt.sim_eval_episodes=2", "adapt.heldout_episodes=1", "adapt.finetune_steps=3",
         "model.finetune.batch_size=8"]
 
 
@@ -46,6 +46,9 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
   r2 = summary["rounds"][2]
   assert r2["real_episodes"] == 2 and np.isclose(r2["real_minutes"], 2 * 16 * 0.02 / 60)
   assert len(r2["heldout/pred_loss_per_step"]) == 4
+  r0 = summary["rounds"][0]  # the sim reference runs adapt.sim_eval_episodes, the real evaluation eval_episodes
+  assert len(r0["sim/returns"]) == 2 and len(r0["real/returns"]) == 1
+  assert r0["sim/return_mean"] == pytest.approx(np.mean(r0["sim/returns"]))
   # the finetuned model: dynamics changed, every other leaf bitwise identical
   v2, _, _ = ckpt_lib.load(str(paths.adapt_dir(wd) / "rounds" / "round_02" / "model"))
   for name in ("encoder", "history", "reward", "value", "policy"):

@@ -95,7 +95,7 @@ def test_converges_to_lqr_optimum(mode, terminal):
   optimum = lqr_plan(F, G, Q, R, p_term, T, GAMMA, Z0)
   assert np.abs(optimum).max() < 2.0  # interior optimum, far from the bounds
   chunk, _, info = _plan_fn(cfg)(variables, _state(cfg), ctx, commands)
-  np.testing.assert_allclose(np.asarray(chunk[0]), optimum[0], atol=0.03)
+  np.testing.assert_allclose(np.asarray(chunk), optimum, atol=0.03)
   np.testing.assert_allclose(np.asarray(chunk), optimum, atol=0.05)
   # The planned return is within 1e-3 of the optimal one (zero action scores much lower).
   ret = lambda a: float(mppi.discounted_return(cfg, *model.predict_returns(
@@ -105,6 +105,48 @@ def test_converges_to_lqr_optimum(mode, terminal):
   assert ret(optimum) > ret(np.zeros((T, 2))) + 0.3
   assert int(info["planner/nonfinite_fallback"]) == 0
   assert float(info["planner/return_max"]) <= ret(optimum) + 1e-4
+
+
+def test_prior_deviation_cost_hand_worked():
+  cfg = dataclasses.replace(BASE, prior_cost=3.0, horizon=2)
+  prior = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+  cands = jnp.stack([prior, prior + jnp.array([[1.0, 0.0], [0.0, -1.0]]), jnp.zeros((2, 2))])
+  # kappa * mean of squared deviations over h * A = 4 entries: 0; 3 * 2/4; 3 * (1 + 4)/4.
+  np.testing.assert_allclose(np.asarray(mppi.prior_deviation_cost(cfg, cands, prior)), [0.0, 1.5, 3.75])
+  with pytest.raises(ValueError, match="disagree"):
+    mppi.prior_deviation_cost(cfg, cands, prior[:1])
+  with pytest.raises(ValueError, match="prior_cost"):
+    dataclasses.replace(BASE, prior_cost=-1.0)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_prior_cost_converges_to_the_regularized_optimum(flat):
+  # J(a) = R(a) - kappa * mean ||a - pi||^2 is a concave quadratic for the LQ stand-in, so its maximizer is one
+  # Newton step from anywhere: a* = a0 - H^-1 grad J(a0). With flat returns (Q = R = P = 0) a* is the policy chunk.
+  k0 = 0.5 * lqr_gains(F, G, Q, R, P, T, GAMMA)[0]  # a deliberately suboptimal policy head
+  zero = np.zeros((3, 3))
+  variables = make_variables(F, G, *((zero, 0.0 * R, zero) if flat else (Q, R, P)), k=k0)
+  cfg = dataclasses.replace(BASE, prior_cost=10.0, warm_start="policy")
+  pi = MODEL.policy_chunk(variables, CTX, COMMANDS)
+
+  def objective(a_flat):
+    a = a_flat.reshape(T, 2)
+    ret = mppi.discounted_return(cfg, *MODEL.predict_returns(
+        variables, CTX, MODEL.predict_latents(variables, CTX, a), a, COMMANDS))
+    return ret - mppi.prior_deviation_cost(cfg, a[None], pi)[0]
+
+  a0 = jnp.zeros((T * 2,))
+  optimum = np.asarray(a0 - jnp.linalg.solve(jax.hessian(objective)(a0), jax.grad(objective)(a0))).reshape(T, 2)
+  unregularized = lqr_plan(F, G, Q, R, P, T, GAMMA, Z0)
+  chunk, _, _ = _plan_fn(cfg)(variables, _state(cfg), CTX, COMMANDS)
+  np.testing.assert_allclose(np.asarray(chunk), optimum, atol=0.03)
+  assert float(objective(chunk.reshape(-1))) > float(objective(jnp.asarray(optimum).reshape(-1))) - 1e-3
+  assert float(objective(jnp.asarray(optimum).reshape(-1))) >= float(objective(pi.reshape(-1))) + (0 if flat else 0.05)
+  if flat:
+    np.testing.assert_allclose(optimum, np.asarray(pi), atol=1e-5)
+  else:  # the cost pulls the plan measurably from the LQR optimum towards the policy head
+    assert np.abs(optimum - unregularized).max() > 0.1
+    assert np.linalg.norm(optimum - np.asarray(pi)) < np.linalg.norm(unregularized - np.asarray(pi)) - 0.1
 
 
 def test_lqr_oracle_matches_closed_form_gain():

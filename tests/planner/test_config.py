@@ -28,7 +28,7 @@ def test_tdmpc2_and_small_presets():
   small = planner_section.get("cartpole", "small", CARTPOLE_DIMS)
   cfg = mppi.PlannerConfig.from_config(small)
   assert (cfg.num_samples, cfg.num_prior_samples, cfg.iterations, cfg.horizon) == (64, 16, 2, 10)
-  assert (cfg.warm_start, cfg.init_std, cfg.min_std, cfg.prior_cost) == ("policy", 0.3, 0.01, 10.0)
+  assert (cfg.warm_start, cfg.init_std, cfg.min_std, cfg.prior_cost) == ("policy", 0.3, 0.01, 0.0)
   assert td.prior_cost == 0.0  # the published planners rank by R alone
   assert (cfg.action_low, cfg.action_high) == (-1.0, 1.0)
   with_t = mppi.PlannerConfig.from_config(planner_section.get("cartpole", "small", {**CARTPOLE_DIMS, "horizon": 7}))

@@ -102,9 +102,4 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
     c.warm_start = "policy"
     c.init_std = 0.3
     c.min_std = 0.01
-    # kappa = 10: a std-0.3 deviation costs ~0.9, about 3x the spread of the small model's predicted returns from
-    # the hanging rest state (~0.3 on ~35), where the search otherwise follows sampling noise. Measured on four
-    # seeds (docs/results.md, "Planner prior cost"): the same mean return as kappa = 0 in sim and after adaptation,
-    # but steadier adaptation curves (episode std <= 4.6 instead of up to 21, no large round-1 drop).
-    c.prior_cost = 10.0
   return c

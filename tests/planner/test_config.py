@@ -13,7 +13,7 @@ CARTPOLE_DIMS = {"proprio": 4, "extero": 0, "extero_shape": (0,), "action": 1, "
 
 
 def test_paper_preset_matches_official_values():
-  cfg = mppi.PlannerConfig.from_config(planner_section.get("go2", "paper", GO2_DIMS))
+  cfg = mppi.PlannerConfig.from_config(planner_section.get("go2", "paper", GO2_DIMS), model_horizon=25)
   assert (cfg.num_samples, cfg.num_prior_samples, cfg.total_samples) == (450, 22, 472)
   assert (cfg.iterations, cfg.num_elites, cfg.horizon) == (8, 64, 25)
   assert (cfg.inverse_temperature, cfg.init_std, cfg.min_std, cfg.prior_std) == (0.25, 2.0, 0.05, 0.05)
@@ -22,17 +22,17 @@ def test_paper_preset_matches_official_values():
 
 
 def test_tdmpc2_and_small_presets():
-  td = mppi.PlannerConfig.from_config(planner_section.get("go2", "paper_tdmpc2", GO2_DIMS))
+  td = mppi.PlannerConfig.from_config(planner_section.get("go2", "paper_tdmpc2", GO2_DIMS), model_horizon=25)
   assert (td.num_samples, td.num_prior_samples, td.iterations, td.inverse_temperature) == (512, 24, 6, 0.5)
   assert (td.shift_fill, td.horizon) == ("zero", 25)
   small = planner_section.get("cartpole", "small", CARTPOLE_DIMS)
-  cfg = mppi.PlannerConfig.from_config(small)
+  cfg = mppi.PlannerConfig.from_config(small, model_horizon=10)
   assert (cfg.num_samples, cfg.num_prior_samples, cfg.iterations, cfg.horizon) == (64, 16, 2, 10)
   assert (cfg.warm_start, cfg.init_std, cfg.min_std, cfg.prior_cost) == ("policy", 0.3, 0.01, 0.0)
   assert td.prior_cost == 0.0  # the published planners rank by R alone
   assert (cfg.action_low, cfg.action_high) == (-1.0, 1.0)
-  with_t = mppi.PlannerConfig.from_config(planner_section.get("cartpole", "small", {**CARTPOLE_DIMS, "horizon": 7}))
-  assert with_t.horizon == 7
+  assert small["horizon"] == 0  # 0 = the model's T, resolved when the planner is built
+  assert mppi.PlannerConfig.from_config(small, model_horizon=7).horizon == 7
   with pytest.raises(ValueError, match="preset"):
     planner_section.get("go2", "huge", GO2_DIMS)
 
@@ -54,3 +54,49 @@ def test_prior_count_rounding():
   assert mppi.num_prior_samples(450, 0.05) == 22  # int(22.5), as the official code
   assert mppi.num_prior_samples(192, 16 / 192) == 16
   assert mppi.num_prior_samples(100, 0.0) == 0
+
+
+def _small(**changes):
+  section = planner_section.get("cartpole", "small", CARTPOLE_DIMS).to_dict()
+  section.update(changes)
+  return section
+
+
+def test_horizon_zero_is_the_model_horizon_and_h_above_t_is_refused():
+  assert mppi.PlannerConfig.from_config(_small(), model_horizon=12).horizon == 12
+  assert mppi.PlannerConfig.from_config(_small(horizon=5), model_horizon=12).horizon == 5
+  assert mppi.PlannerConfig.from_config(_small(horizon=5)).horizon == 5  # explicit h needs no T
+  with pytest.raises(ValueError, match=r"horizon=13: must be in \[1, model.horizon T=12\]"):
+    mppi.PlannerConfig.from_config(_small(horizon=13), model_horizon=12)
+  with pytest.raises(ValueError, match="horizon=-1"):
+    mppi.PlannerConfig.from_config(_small(horizon=-1), model_horizon=12)
+  with pytest.raises(ValueError, match="horizon=0: means the model's T"):
+    mppi.PlannerConfig.from_config(_small())
+
+
+def test_planner_config_rejects_bad_values_directly():
+  ok = mppi.PlannerConfig(num_samples=8, num_prior_samples=0, num_elites=4, horizon=3)
+  assert ok.total_samples == 8
+  for field, value, message in [
+      ("discount", 5.0, r"discount=5.0: must be in \(0, 1\]"),
+      ("discount", 0.0, r"discount=0.0: must be in \(0, 1\]"),
+      ("discount", float("nan"), r"discount=nan"),
+      ("inverse_temperature", -1.0, r"inverse_temperature=-1.0: must be > 0"),
+      ("init_std", -0.1, r"init_std=-0.1: must be >= 0"),
+      ("num_elites", 9, r"num_elites=9: must be in \[1, num_samples \+ num_prior_samples = 8\]"),
+      ("action_low", 2.0, r"action_low=2.0: must be finite and <= action_high=1.0"),
+      ("action_low", (-1.0, 1.5), r"action_low=\(-1.0, 1.5\): must be finite and <= action_high"),
+      ("action_high", (1.0, 1.0, 1.0), None),  # broadcast against the scalar low: fine
+  ]:
+    if message is None:
+      dataclasses.replace(ok, **{field: value})
+      continue
+    with pytest.raises(ValueError, match=message):
+      dataclasses.replace(ok, **{field: value})
+  with pytest.raises(ValueError, match="sequences of one length"):
+    dataclasses.replace(ok, action_low=(-1.0, -1.0), action_high=(1.0, 1.0, 1.0))
+  # every bad field is listed at once
+  with pytest.raises(ValueError, match=r"discount=5.0.*; inverse_temperature=-1.0"):
+    dataclasses.replace(ok, discount=5.0, inverse_temperature=-1.0)
+  with pytest.raises(ValueError, match=r"prior_share=1.5: must be in \[0, 1\]"):
+    mppi.PlannerConfig.from_config(_small(prior_share=1.5), model_horizon=10)

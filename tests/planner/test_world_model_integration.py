@@ -22,8 +22,8 @@ def test_controller_runs_on_real_world_model():
   model = model_lib.make_world_model(model_cfg, DIMS)
   t = int(model_cfg.horizon)
   section = planner_section.get("cartpole", "small", {**DIMS, "horizon": t})
-  cfg = dataclasses.replace(mppi.PlannerConfig.from_config(section), num_samples=32, num_prior_samples=4,
-                            num_elites=8, iterations=2)
+  cfg = dataclasses.replace(mppi.PlannerConfig.from_config(section, model_horizon=t), num_samples=32,
+                            num_prior_samples=4, num_elites=8, iterations=2)
   ctrl = controller.Controller(cfg, model, model.init(jax.random.key(0)), DIMS, history=int(model_cfg.history),
                                key=jax.random.key(1), model_horizon=t)
   rng = np.random.default_rng(0)

@@ -1,7 +1,8 @@
 """Config section `planner` (owned by the planner stage). `get(task, preset, dims)` returns a ConfigDict.
 
-Converted to the static `simdist_jax.planner.PlannerConfig` with `PlannerConfig.from_config(config.planner)`;
-derived values (the prior sample count) are computed there, never written back here.
+Converted to the static `simdist_jax.planner.PlannerConfig` with
+`PlannerConfig.from_config(config.planner, model_horizon=config.model.horizon)`; derived values (the prior sample
+count, the horizon when it is 0) are computed there, never written back here.
 
 Presets:
   paper         the official SimDist values (paper §2.8, official code config/control/mppi.yaml).
@@ -23,25 +24,9 @@ _TASK_ACTION_BOUND = {
 }
 
 
-def _model_horizon(task: str, preset: str, dims: dict) -> int:
-  """The world model's T: dims["horizon"], else the model section's, else 10 (small), 5 (peg), 25 (go2)."""
-  if dims and "horizon" in dims:
-    return int(dims["horizon"])
-  try:
-    from experiments.configs.sections import model as model_section  # pylint: disable=import-outside-toplevel
-    model_cfg = model_section.get(task, preset, dims)
-    for name in ("horizon", "T", "future"):
-      if name in model_cfg:
-        return int(model_cfg[name])
-  except Exception:  # pylint: disable=broad-except  # model section not written yet: use the default.
-    pass
-  if preset == "small":
-    return 10
-  return 5 if task == "peg_insertion" else 25
-
-
 def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   """Returns the `planner` section for `task` at `preset` (`small`, `paper`, optionally with `_tdmpc2`)."""
+  del dims  # T comes from the model section, resolved in code (see `horizon`)
   base, _, style = preset.partition("_")
   style = style or "simdist"
   if base not in ("small", "paper") or style not in ("simdist", "tdmpc2"):
@@ -76,8 +61,10 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.momentum = 0.0
   # gamma for rewards and the value bootstrap.
   c.discount = 0.99
-  # Planning horizon h in control steps; must be <= the model's T (defaults to T: 25 quadruped, 5 manipulation).
-  c.horizon = _model_horizon(task, base, dims)
+  # Planning horizon h in control steps, <= the model's T (`model.horizon`). 0 = T itself, resolved in code when the
+  # planner is built (`PlannerConfig.from_config(config.planner, model_horizon=T)`), so overriding only
+  # `model.horizon` moves it too.
+  c.horizon = 0
   # Warm start of the mean: "shift" (previous plan shifted one step; fixed), "paper_code" (official bug:
   # [prev[-1], 0, ...]), "none" (zeros) or "policy" (the policy head's chunk: local refinement around it).
   c.warm_start = "shift"

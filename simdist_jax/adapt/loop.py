@@ -228,12 +228,12 @@ def run_stage(cfg, workdir) -> dict:
 
   # Held-out real episodes for the prediction loss (recorded once, with the pretrained planner).
   hdir = adir / "heldout"
-  missing = rec.missing_seeds(hdir, heldout_seeds, dims)  # quarantines corrupt files and duplicate seeds
-  if missing:
+  held, _ = rec.load_episodes(hdir, dims, verbose=False)
+  if len(held) < len(heldout_seeds):
     r = rec.EpisodeRecorder(hdir, dims)
-    for s in missing:
+    for s in heldout_seeds[len(held):]:
       run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "purpose": "heldout"})
-  held, _ = rec.load_episodes(hdir, dims)
+    held, _ = rec.load_episodes(hdir, dims)
   log(f"{len(held)} held-out real episodes ({rec.total_minutes(held, ctrl_dt):.2f} min)")
 
   results_path = adir / "adapt_results.json"
@@ -253,11 +253,9 @@ def run_stage(cfg, workdir) -> dict:
       # 1) deploy the current model and record M episodes.
       controller.set_variables(variables)
       r = rec.EpisodeRecorder(rdir / "episodes", dims)
-      round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
-      missing = set(rec.missing_seeds(rdir / "episodes", round_seeds, dims))
-      for i, s in enumerate(round_seeds):
-        if s not in missing:
-          continue
+      have = len(rec.load_episodes(rdir / "episodes", dims, verbose=False)[0])
+      for i in range(have, int(acfg.episodes_per_round)):
+        s = seed * 100_000 + j * 1000 + i
         explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
                                    low=pcfg.action_low, high=pcfg.action_high, seed=s)
         out = run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j},

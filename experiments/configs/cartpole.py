@@ -24,7 +24,11 @@ def get_config(preset: str = "small") -> ml_collections.ConfigDict:
   c.env = ml_collections.ConfigDict()
   c.env.ctrl_dt = 0.02         # control period [s] (50 Hz); physics dt 0.01 -> 2 substeps
   c.env.episode_length = 250   # control steps per episode (5 s)
-  c.env.init_noise = 0.01      # std of the initial cart position/pole angle/velocities around hanging down
+  c.env.init_noise = 0.01      # std of Gaussian noise on the initial cart position/pole angle/velocities
+  # Randomized initial states (sim training, data, and the evaluation episodes of both worlds):
+  # x_0 ~ U[-r, r] [m], theta_0 ~ pi + U[-r, r] [rad] (hanging down). 0 gives near-replica episodes.
+  c.env.init_cart_range = 0.5
+  c.env.init_angle_range = 0.3
 
   c.domain = ml_collections.ConfigDict()
   # Sim domain: DR ranges, sampled uniformly at every (auto-)reset.

@@ -6,7 +6,8 @@ limits are constraints) is capped at 4 iterations / 16 line-search steps: MJX's 
 the default tolerance and ran to the default cap of 50, which made MJX 2x slower (`benchmarks/solver_cap.py`:
 30.7k vs 63.5k env steps/s at batch 256 on the 2-core CPU, observations within 2.4e-5 over 200 steps) without changing
 the physics (MuJoCo C follows the default-option trajectory exactly, `tests/envs/test_cartpole_env.py`). The pole starts hanging down (theta = pi, where
-theta = 0 is upright). Reward: dm_control's smooth swing-up reward in [0, 1]:
+theta = 0 is upright), with the cart position and pole angle drawn uniformly around that state
+(`env.init_cart_range`, `env.init_angle_range`). Reward: dm_control's smooth swing-up reward in [0, 1]:
   r = (cos(theta) + 1)/2 * (1 + centered)/2 * (4 + small_control)/5 * (1 + small_velocity)/2
 with `tolerance` shaping (gaussian, value 0.1 at the margin) for centered (|x|, margin 2) and small_velocity
 (|theta_dot|, margin 5), and quadratic (0 at the margin) for small_control (|u|, margin 1).
@@ -88,9 +89,19 @@ class CartPole(Task):
                    "actuator_gainprm")
   phys_fields = ("qpos", "qvel", "ctrl", "time")
 
-  def __init__(self, ctrl_dt: float = 0.02, init_noise: float = 0.01):
+  def __init__(self, ctrl_dt: float = 0.02, init_noise: float = 0.01, init_cart_range: float = 0.0,
+               init_angle_range: float = 0.0):
+    """Initial state: x_0 ~ U[-init_cart_range, init_cart_range], theta_0 ~ pi + U[-init_angle_range,
+    init_angle_range], plus N(0, init_noise^2) on both positions and both velocities."""
+    if min(init_noise, init_cart_range, init_angle_range) < 0:
+      raise ValueError(f"init_noise ({init_noise}), init_cart_range ({init_cart_range}) and init_angle_range "
+                       f"({init_angle_range}) must be >= 0")
+    if init_cart_range >= 2.5:
+      raise ValueError(f"init_cart_range {init_cart_range} must be < 2.5 (the rail limit)")
     self.ctrl_dt = ctrl_dt
     self.init_noise = init_noise
+    self.init_cart_range = init_cart_range
+    self.init_angle_range = init_angle_range
 
   def validate_domain(self, domain: Domain) -> None:
     super().validate_domain(domain)
@@ -128,8 +139,10 @@ class CartPole(Task):
 
   def initial_state(self, key: jax.Array, params: Params):
     del params
-    k1, k2 = jax.random.split(key)
-    qpos = jnp.array([0.0, jnp.pi]) + self.init_noise * jax.random.normal(k1, (2,))
+    k1, k2, k3 = jax.random.split(key, 3)
+    spread = jnp.array([self.init_cart_range, self.init_angle_range])
+    qpos = (jnp.array([0.0, jnp.pi]) + spread * jax.random.uniform(k3, (2,), minval=-1.0, maxval=1.0)
+            + self.init_noise * jax.random.normal(k1, (2,)))
     qvel = self.init_noise * jax.random.normal(k2, (2,))
     return qpos, qvel, {"t": jnp.zeros((), jnp.int32)}
 

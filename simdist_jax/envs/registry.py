@@ -8,7 +8,9 @@ from simdist_jax.envs.domain import Domain
 
 def _cartpole(env_cfg) -> Task:
   from simdist_jax.envs.cartpole import CartPole
-  return CartPole(ctrl_dt=env_cfg.ctrl_dt, init_noise=env_cfg.init_noise)
+  return CartPole(ctrl_dt=env_cfg.ctrl_dt, init_noise=env_cfg.init_noise,
+                  init_cart_range=env_cfg.get("init_cart_range", 0.0),
+                  init_angle_range=env_cfg.get("init_angle_range", 0.0))
 
 
 TASKS = {"cartpole": _cartpole}

@@ -2,17 +2,19 @@
 
 One control step plans against a single example:
   * the caller computes the context once (`model.context(...)`), and `plan` broadcasts it to every candidate;
-  * the policy-prior samples (`policy_chunk` + `prior_std` noise) are drawn once per control step;
+  * the policy-prior samples (`policy_chunk` + `prior_std` noise) are drawn once per control step (with
+    `prior_mean_candidate` the first is the noise-free chunk);
   * `iterations` refinement rounds run in one `lax.scan`, and each round scores all N candidates with a single
     vmapped call of `predict_latents` + `predict_returns`;
-  * each round keeps the top-K elites (`lax.top_k`) and weights them by exp(beta (J - max J)) (CEM: uniformly),
+  * each round keeps the top-K elites (`lax.top_k`) and weights them by exp(beta (J - max J)) (CEM: uniformly;
+    `weighting="spread"` divides J - max J by the elites' return std),
     where J = R - kappa * mean_k ||a_k - pi_k||^2 is the predicted return R less an optional quadratic cost on
     the deviation from the policy head's chunk pi (`prior_cost` kappa; 0 = the paper: J = R).
 
 Dimension letters: N candidates per iteration (Gaussian + prior), K elites, T model horizon (length of the
 model's action chunk), h planning horizon (`cfg.horizon` <= T), A action, C command, Z latent.
 
-`plan` is pure: `cfg` and `model` are static (bind them with `functools.partial` and jit, or use
+`optimize` is the search itself for any scorer [N, h, A] -> [N]; `plan` scores with the world model. `plan` is pure: `cfg` and `model` are static (bind them with `functools.partial` and jit, or use
 `make_plan_fn`); `variables` is a traced argument, so new (e.g. finetuned) params never recompile.
 The world model is duck-typed: any object with `context`, `predict_latents`, `predict_returns` and
 `policy_chunk` fields (see `simdist_jax.world_model.model.WorldModel`) works.
@@ -32,6 +34,7 @@ WARM_START_MODES = ("shift", "paper_code", "none", "policy")
 SHIFT_FILLS = ("repeat", "zero")
 TERMINAL_DISCOUNTS = ("T", "T+1")
 MODES = ("mppi", "cem")
+WEIGHTINGS = ("absolute", "spread")
 
 Bound = float | tuple[float, ...]
 
@@ -57,6 +60,13 @@ class PlannerConfig:
   shift_fill: str = "repeat"  # tail of the shifted plan: "repeat" last step or "zero".
   terminal_discount: str = "T"  # value bootstrap weight gamma^h ("T", paper) or gamma^(h+1) ("T+1", code).
   mode: str = "mppi"  # "mppi" (exp-weighted elites) | "cem" (uniform elite weights).
+  # MPPI elite weights: "absolute" w = exp(beta (J - max J)) (paper, TD-MPC2) or "spread"
+  # w = exp(beta (J - max J) / std_K(J)), the return differences measured in units of the elites' spread, so the
+  # weighting is as sharp when predicted returns are flat (small models) as when they are not.
+  weighting: str = "absolute"
+  # The noise-free policy-head chunk pi[:h] is always one of the prior candidates (the paper's prior samples all
+  # carry `prior_std` noise, so pi itself is never scored).
+  prior_mean_candidate: bool = False
   action_low: Bound = -1.0  # lower action bound (scalar or per-dimension tuple).
   action_high: Bound = 1.0  # upper action bound (scalar or per-dimension tuple).
 
@@ -84,6 +94,9 @@ class PlannerConfig:
     need(self.shift_fill in SHIFT_FILLS, "shift_fill", f"one of {SHIFT_FILLS}")
     need(self.terminal_discount in TERMINAL_DISCOUNTS, "terminal_discount", f"one of {TERMINAL_DISCOUNTS}")
     need(self.mode in MODES, "mode", f"one of {MODES}")
+    need(self.weighting in WEIGHTINGS, "weighting", f"one of {WEIGHTINGS}")
+    need(not self.prior_mean_candidate or self.num_prior_samples >= 1, "prior_mean_candidate",
+         "False when there are no prior samples (prior_share * num_samples < 1)")
     low, high = (tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in (self.action_low, self.action_high))
     n = max(len(low), len(high))
     if {len(low), len(high)} - {1, n}:
@@ -142,6 +155,8 @@ class PlannerConfig:
         shift_fill=str(section["shift_fill"]),
         terminal_discount=str(section["terminal_discount"]),
         mode=str(section["mode"]),
+        weighting=str(section["weighting"]),
+        prior_mean_candidate=bool(section["prior_mean_candidate"]),
         action_low=bound(section["action_low"]),
         action_high=bound(section["action_high"]),
     )
@@ -243,6 +258,12 @@ def elite_update(cfg: PlannerConfig, candidates: jax.Array, returns: jax.Array, 
   if cfg.mode == "mppi":
     best = jnp.max(elite_returns)
     logits = cfg.inverse_temperature * (elite_returns - best)
+    if cfg.weighting == "spread":
+      finite_r = jnp.where(elite_finite, elite_returns, 0.0)
+      n_f = jnp.maximum(jnp.sum(elite_finite), 1)
+      mu = jnp.sum(finite_r) / n_f
+      spread = jnp.sqrt(jnp.sum(jnp.where(elite_finite, jnp.square(finite_r - mu), 0.0)) / n_f)
+      logits = logits / jnp.maximum(spread, 1e-6)
     w = jnp.where(elite_finite, jnp.exp(jnp.where(elite_finite, logits, 0.0)), 0.0)
   else:
     w = elite_finite.astype(returns.dtype)
@@ -280,6 +301,81 @@ def _check_inputs(cfg: PlannerConfig, state: PlannerState, commands: jax.Array, 
                      f"{state.mean.shape}/{state.std.shape}")
 
 
+def optimize(cfg: PlannerConfig, score: Callable[[jax.Array], jax.Array], prior_chunk: jax.Array,
+             state: PlannerState) -> tuple[jax.Array, PlannerState, dict[str, jax.Array]]:
+  """The MPPI/CEM search of one control step, for any scorer (the model's, or the true simulator's in
+  `simdist_jax.analysis.oracle`).
+
+  Args:
+    cfg: static planner config.
+    score: candidates [N, h, A] -> predicted returns [N] (traced; N = cfg.total_samples).
+    prior_chunk: [h, A] the policy head's chunk pi (prior samples, `warm_start="policy"`, `prior_cost`).
+    state: PlannerState from the previous step (or `init_state`).
+
+  Returns:
+    (action_chunk [h, A] clipped to the bounds, new PlannerState, info) as `plan`.
+  """
+  h, action_dim = prior_chunk.shape
+  if h != cfg.horizon:
+    raise ValueError(f"prior chunk must be [h={cfg.horizon}, A], got {prior_chunk.shape}")
+  n_gauss, n_prior = cfg.num_samples, cfg.num_prior_samples
+  low = jnp.broadcast_to(jnp.asarray(cfg.action_low, jnp.float32), (action_dim,))
+  high = jnp.broadcast_to(jnp.asarray(cfg.action_high, jnp.float32), (action_dim,))
+
+  key_next, key_noise = jax.random.split(state.key)
+  # All noise of the control step in one draw (one RNG kernel; compiles faster than a draw per iteration):
+  # the first n_prior rows perturb the policy prior, the rest are the Gaussian proposals of each iteration.
+  noise = jax.random.normal(key_noise, (n_prior + cfg.iterations * n_gauss, h, action_dim))
+  gauss_noise = noise[n_prior:].reshape(cfg.iterations, n_gauss, h, action_dim)
+
+  # Policy-prior samples: drawn once per control step, reused by every iteration; with `prior_mean_candidate`
+  # the first one is pi itself.
+  prior_noise = noise[:n_prior]
+  if cfg.prior_mean_candidate:
+    prior_noise = prior_noise.at[0].set(0.0)
+  prior = jnp.clip(prior_chunk + cfg.prior_std * prior_noise, low, high)
+
+  mean0 = jnp.clip(warm_start(cfg, state.mean, prior_chunk), low, high)
+  std0 = jnp.full_like(mean0, cfg.init_std)
+
+  def iteration(carry, eps):
+    mean, std = carry
+    gauss = mean + std * eps
+    candidates = jnp.concatenate([jnp.clip(gauss, low, high), prior], axis=0)  # [N, h, A]
+    returns = score(candidates)
+    objective = returns - prior_deviation_cost(cfg, candidates, prior_chunk) if cfg.prior_cost else returns
+    new_mean, new_std, st = elite_update(cfg, candidates, objective, mean)
+    finite = jnp.isfinite(returns)
+    n_finite = jnp.sum(finite)
+    w = st["weights"]
+    stats = {
+        "planner/return_mean": jnp.sum(jnp.where(finite, returns, 0.0)) / jnp.maximum(n_finite, 1),
+        "planner/return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)),
+        "planner/elite_return_mean": jnp.sum(w * jnp.where(finite, returns, 0.0)[st["elite_idx"]]),
+        "planner/ess": jnp.nan_to_num(1.0 / jnp.sum(jnp.square(w)), nan=0.0),  # 0 if no finite candidate
+        "planner/prior_elite_frac": jnp.mean((st["elite_idx"] >= n_gauss).astype(jnp.float32)),
+        "planner/prior_return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)[n_gauss:], initial=-jnp.inf),
+        # The return of pi itself (the first prior candidate) when it is scored, else NaN.
+        "planner/prior_mean_return": (returns[n_gauss] if cfg.prior_mean_candidate else jnp.float32(jnp.nan)),
+        "planner/nonfinite_returns": jnp.sum(~finite).astype(jnp.int32),
+    }
+    return (new_mean, new_std), stats
+
+  (mean, std), stats = jax.lax.scan(iteration, (mean0, std0), gauss_noise)
+
+  ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(std))
+  fallback = jnp.clip(shift_plan(state.mean, cfg.shift_fill), low, high)
+  fallback = jnp.where(jnp.isfinite(fallback), fallback, 0.0)
+  mean = jnp.clip(jnp.where(ok, mean, fallback), low, high)
+  std = jnp.where(ok, std, std0)
+
+  info = {k: v[-1] for k, v in stats.items() if k != "planner/nonfinite_returns"}
+  info["planner/nonfinite_returns"] = jnp.sum(stats["planner/nonfinite_returns"])
+  info["planner/nonfinite_fallback"] = (~ok).astype(jnp.int32)
+  info["planner/std_mean"] = jnp.mean(std)
+  return mean, PlannerState(mean=mean, std=std, key=key_next), info
+
+
 def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ctx: Any, commands: jax.Array
          ) -> tuple[jax.Array, PlannerState, dict[str, jax.Array]]:
   """One control step of MPPI/CEM.
@@ -299,17 +395,7 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
   _check_context(ctx, commands)
   prior_chunk = model.policy_chunk(variables, ctx, commands)
   _check_inputs(cfg, state, commands, prior_chunk)
-  model_t, action_dim = prior_chunk.shape
-  h, n_gauss, n_prior = cfg.horizon, cfg.num_samples, cfg.num_prior_samples
-  low = jnp.broadcast_to(jnp.asarray(cfg.action_low, jnp.float32), (action_dim,))
-  high = jnp.broadcast_to(jnp.asarray(cfg.action_high, jnp.float32), (action_dim,))
-
-  key_next, key_noise = jax.random.split(state.key)
-  # All noise of the control step in one draw (one RNG kernel; compiles faster than a draw per iteration):
-  # the first n_prior rows perturb the policy prior, the rest are the Gaussian proposals of each iteration.
-  noise = jax.random.normal(key_noise, (n_prior + cfg.iterations * n_gauss, h, action_dim))
-  gauss_noise = noise[n_prior:].reshape(cfg.iterations, n_gauss, h, action_dim)
-
+  h = cfg.horizon
   # Candidates are planned over h steps; if h < T the model sees them padded with the policy prior's tail.
   tail = prior_chunk[h:]
 
@@ -319,49 +405,8 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
     rewards, values = model.predict_returns(variables, ctx, z_hat, full, commands)
     return discounted_return(cfg, rewards, values)
 
-  score = jax.vmap(candidate_return)  # ctx, variables, commands are closed over: computed once, broadcast.
-
-  # Policy-prior samples: drawn once per control step, reused by every iteration.
-  prior = prior_chunk[:h] + cfg.prior_std * noise[:n_prior]
-  prior = jnp.clip(prior, low, high)
-
-  mean0 = jnp.clip(warm_start(cfg, state.mean, prior_chunk), low, high)
-  std0 = jnp.full_like(mean0, cfg.init_std)
-
-  def iteration(carry, eps):
-    mean, std = carry
-    gauss = mean + std * eps
-    candidates = jnp.concatenate([jnp.clip(gauss, low, high), prior], axis=0)  # [N, h, A]
-    returns = score(candidates)
-    objective = returns - prior_deviation_cost(cfg, candidates, prior_chunk[:h]) if cfg.prior_cost else returns
-    new_mean, new_std, st = elite_update(cfg, candidates, objective, mean)
-    finite = jnp.isfinite(returns)
-    n_finite = jnp.sum(finite)
-    w = st["weights"]
-    stats = {
-        "planner/return_mean": jnp.sum(jnp.where(finite, returns, 0.0)) / jnp.maximum(n_finite, 1),
-        "planner/return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)),
-        "planner/elite_return_mean": jnp.sum(w * jnp.where(finite, returns, 0.0)[st["elite_idx"]]),
-        "planner/ess": jnp.nan_to_num(1.0 / jnp.sum(jnp.square(w)), nan=0.0),  # 0 if no finite candidate
-        "planner/prior_elite_frac": jnp.mean((st["elite_idx"] >= n_gauss).astype(jnp.float32)),
-        "planner/prior_return_max": jnp.max(jnp.where(finite, returns, -jnp.inf)[n_gauss:], initial=-jnp.inf),
-        "planner/nonfinite_returns": jnp.sum(~finite).astype(jnp.int32),
-    }
-    return (new_mean, new_std), stats
-
-  (mean, std), stats = jax.lax.scan(iteration, (mean0, std0), gauss_noise)
-
-  ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(std))
-  fallback = jnp.clip(shift_plan(state.mean, cfg.shift_fill), low, high)
-  fallback = jnp.where(jnp.isfinite(fallback), fallback, 0.0)
-  mean = jnp.clip(jnp.where(ok, mean, fallback), low, high)
-  std = jnp.where(ok, std, std0)
-
-  info = {k: v[-1] for k, v in stats.items() if k != "planner/nonfinite_returns"}
-  info["planner/nonfinite_returns"] = jnp.sum(stats["planner/nonfinite_returns"])
-  info["planner/nonfinite_fallback"] = (~ok).astype(jnp.int32)
-  info["planner/std_mean"] = jnp.mean(std)
-  return mean, PlannerState(mean=mean, std=std, key=key_next), info
+  # ctx, variables and commands are closed over inside the traced step: computed once, broadcast to candidates.
+  return optimize(cfg, jax.vmap(candidate_return), prior_chunk[:h], state)
 
 
 def make_plan_fn(cfg: PlannerConfig, model: Any, jit: bool = True) -> Callable[..., Any]:

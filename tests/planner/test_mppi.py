@@ -315,3 +315,49 @@ def test_bad_inputs_raise():
     mppi.plan(BASE, model, variables, state, ctx, jnp.zeros((T, 0)))
   with pytest.raises(ValueError, match="planner state"):
     mppi.plan(BASE, model, variables, mppi.init_state(BASE, 3, jax.random.key(0)), ctx, commands)
+
+
+def _indicator_score(target):
+  """Scores 1 for a candidate exactly equal to `target` [h, A], 0 otherwise."""
+  return lambda c: jnp.all(c == target, axis=(1, 2)).astype(jnp.float32)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_noise_free_prior_chunk_is_always_a_candidate(on):
+  """With `prior_mean_candidate`, pi itself is scored in every iteration (its return is reported, and a score that
+  only rewards pi makes the plan pi exactly); without it, no candidate ever equals pi (prior noise 0.05)."""
+  cfg = mppi.PlannerConfig(num_samples=16, num_prior_samples=4, iterations=3, num_elites=1, horizon=4,
+                           init_std=0.5, prior_std=0.05, prior_mean_candidate=on, inverse_temperature=50.0)
+  pi = jnp.linspace(-0.5, 0.5, 4)[:, None]
+  for seed in range(5):
+    st = mppi.init_state(cfg, 1, jax.random.PRNGKey(seed))
+    mean, _, info = jax.jit(functools.partial(mppi.optimize, cfg, _indicator_score(pi)))(pi, st)
+    assert float(info["planner/return_max"]) == (1.0 if on else 0.0)
+    if on:
+      assert float(info["planner/prior_mean_return"]) == 1.0
+      np.testing.assert_array_equal(np.asarray(mean), np.asarray(pi))
+    else:
+      assert np.isnan(float(info["planner/prior_mean_return"]))
+  with pytest.raises(ValueError, match="prior_mean_candidate"):
+    mppi.PlannerConfig(num_samples=16, num_prior_samples=0, num_elites=1, prior_mean_candidate=True)
+
+
+def test_spread_weighting_is_invariant_to_the_return_scale():
+  """`weighting="spread"` gives the same elite weights for returns R and c R + b (c > 0); the paper's absolute
+  weighting flattens as the returns shrink (hand case: elites 3, 2, 1 with beta 1 -> weights prop. to
+  exp(0), exp(-1), exp(-2); scaled by 0.01 they are nearly uniform)."""
+  cand = jnp.arange(3.0)[:, None, None] * jnp.ones((3, 2, 1))
+  ret = jnp.array([1.0, 2.0, 3.0])
+  mean0 = jnp.zeros((2, 1))
+  ab = mppi.PlannerConfig(num_samples=3, num_prior_samples=0, num_elites=3, horizon=2, inverse_temperature=1.0)
+  sp = dataclasses.replace(ab, weighting="spread")
+  w_ab = np.asarray(mppi.elite_update(ab, cand, ret, mean0)[2]["weights"])
+  np.testing.assert_allclose(w_ab, np.exp([0.0, -1.0, -2.0]) / np.exp([0.0, -1.0, -2.0]).sum(), rtol=1e-6)
+  w_ab_small = np.asarray(mppi.elite_update(ab, cand, 0.01 * ret, mean0)[2]["weights"])
+  assert w_ab_small.max() - w_ab_small.min() < 0.01
+  w_sp = np.asarray(mppi.elite_update(sp, cand, ret, mean0)[2]["weights"])
+  w_sp_small = np.asarray(mppi.elite_update(sp, cand, 0.01 * ret + 40.0, mean0)[2]["weights"])
+  np.testing.assert_allclose(w_sp, w_sp_small, rtol=1e-3)  # float32: 40 + 0.01 R keeps ~5 digits of R
+  std = np.std([1.0, 2.0, 3.0])
+  expect = np.exp(-np.array([0.0, 1.0, 2.0]) / std)
+  np.testing.assert_allclose(w_sp, expect / expect.sum(), rtol=1e-5)

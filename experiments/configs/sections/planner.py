@@ -38,6 +38,12 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.preset_style = style
   # "mppi": elites weighted by exp(beta (R - max R)); "cem": uniform weights over the elites.
   c.mode = "mppi"
+  # MPPI elite weights: "absolute" exp(beta (J - max J)) (paper) or "spread" exp(beta (J - max J) / std of the
+  # elites' J), which stays sharp when the predicted returns are flat.
+  c.weighting = "absolute"
+  # Always score the noise-free policy-head chunk as one prior candidate (the paper's prior samples all carry
+  # prior_std noise, so the policy head's own chunk is never a candidate).
+  c.prior_mean_candidate = False
   # Gaussian samples per iteration (official `num_samples`).
   c.num_samples = 450 if style == "simdist" else 512
   # Policy-prior samples = int(num_samples * prior_share) (official `mixture_coef`; 450 * 0.05 -> 22).
@@ -89,4 +95,5 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
     c.warm_start = "policy"
     c.init_std = 0.3
     c.min_std = 0.01
+    c.prior_mean_candidate = True
   return c

@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import pathlib
 
-import matplotlib
+from simdist_jax import config as config_lib
+from simdist_jax import paths
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from simdist_jax import config as config_lib  # noqa: E402
-from simdist_jax import paths  # noqa: E402
+def _pyplot():
+  """`matplotlib.pyplot` on the non-interactive Agg backend, selected here (when plotting) rather than at import,
+  so importing this module leaves the process's matplotlib backend alone."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
 
 
 def _load(path: pathlib.Path):
@@ -58,6 +63,7 @@ def write_report(workdir) -> pathlib.Path:
   rounds = adapt["rounds"]
   minutes = [r["real_minutes"] for r in rounds]
 
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.errorbar(minutes, [r["real/return_mean"] for r in rounds], yerr=[r["real/return_std"] for r in rounds],
               marker="o", capsize=3, label="SimDist planner (real)")

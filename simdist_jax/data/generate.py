@@ -34,6 +34,7 @@ its carry through the same host round-trip, so both paths feed identical inputs 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -141,8 +142,10 @@ def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: Ge
     critic: `(params, apply_fn(params, priv[S]) -> value)`, the expert critic.
     gcfg: generation settings.
 
-  `chunk_fn` is jitted: one `lax.scan` of `shard_steps` steps; `steps` is a dict of [S, N, ...] arrays (keys of
-  `storage.STEP_KEYS` plus `expert_action` [S, N, A], the clipped expert action, for checks).
+  `chunk_fn` is one call of a jitted `lax.scan` of `shard_steps` steps; `steps` is a dict of [S, N, ...] arrays
+  (keys of `storage.STEP_KEYS` plus `expert_action` [S, N, A], the clipped expert action, for checks). The ladder
+  and critic params are arguments of that jitted function (`chunk_fn.func(policy_params, critic_params, gs)`;
+  `chunk_fn` binds the given ones), never constants baked into the executable.
   """
   from simdist_jax.envs.wrappers import wrap_for_training
 
@@ -185,17 +188,17 @@ def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: Ge
                     remaining=draw_len(k_len, noised), never=never, sigma=sigma.astype(jnp.float32),
                     ep_count=jnp.zeros((n,), jnp.int32), key=key)
 
-  def step(gs: GenState, _: Any) -> tuple[GenState, dict]:
+  def step(policy_params: Any, value_params: Any, gs: GenState) -> tuple[GenState, dict]:
     key, k_eps, k_pol_, k_len = jax.random.split(gs.key, 4)
     st = gs.env_state
     obs, priv = st.obs["state"], st.obs["privileged_state"]
-    a_exp_raw = pi(ladder.params, jnp.full((n,), expert_id, jnp.int32), priv)
-    a_oth_raw = pi(ladder.params, gs.policy_id, priv)
+    a_exp_raw = pi(policy_params, jnp.full((n,), expert_id, jnp.int32), priv)
+    a_oth_raw = pi(policy_params, gs.policy_id, priv)
     a_raw = jnp.where((gs.policy_id == expert_id)[:, None], a_exp_raw, a_oth_raw)
     eps = gs.sigma * jax.random.normal(k_eps, (n, a_dim))
     action = jnp.clip(jnp.where(gs.noised[:, None], a_raw + eps, a_raw), -c, c)
     expert_action = jnp.clip(a_exp_raw, -c, c)
-    value = vf(critic_params, priv)
+    value = vf(value_params, priv)
     nxt = benv.step(st, action)
     done = nxt.done > 0.5
     proprio, extero, command = split_state(obs)
@@ -217,10 +220,10 @@ def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: Ge
     return gs, out
 
   @jax.jit
-  def chunk_fn(gs: GenState) -> tuple[GenState, dict]:
-    return jax.lax.scan(step, gs, None, length=gcfg.shard_steps)
+  def chunk(policy_params: Any, value_params: Any, gs: GenState) -> tuple[GenState, dict]:
+    return jax.lax.scan(lambda g, _: step(policy_params, value_params, g), gs, None, length=gcfg.shard_steps)
 
-  return jax.jit(init_fn), chunk_fn
+  return jax.jit(init_fn), functools.partial(chunk, ladder.params, critic_params)
 
 
 # ----------------------------------------------------------------------------------------------------------------

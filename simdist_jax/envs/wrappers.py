@@ -24,13 +24,14 @@ class DomainAutoResetWrapper(Wrapper):
   def reset(self, rng: jax.Array) -> State:
     state = self.env.reset(rng)
     # A per-env key stream for future resets, independent of the key used for this reset.
-    state.info["reset_rng"] = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(rng)
-    return state
+    reset_rng = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(rng)
+    return state.replace(info={**state.info, "reset_rng": reset_rng})
 
   def step(self, state: State, action: jax.Array) -> State:
-    if "steps" in state.info:
-      state.info["steps"] = jnp.where(state.done, jnp.zeros_like(state.info["steps"]), state.info["steps"])
-    state = state.replace(done=jnp.zeros_like(state.done))
+    info = dict(state.info)
+    if "steps" in info:
+      info["steps"] = jnp.where(state.done, jnp.zeros_like(info["steps"]), info["steps"])
+    state = state.replace(done=jnp.zeros_like(state.done), info=info)
     state = self.env.step(state, action)
     keys = jax.vmap(jax.random.split)(state.info["reset_rng"])
     next_rng, reset_keys = keys[:, 0], keys[:, 1]
@@ -55,8 +56,7 @@ class DomainAutoResetWrapper(Wrapper):
     # The batched reset is only computed on steps where some episode ended (one `cond` for the whole batch;
     # episodes that truncate together, as in PPO, reset on 1 step in episode_length).
     state = jax.lax.cond(jnp.any(state.done > 0), reset_done, lambda s: s, state)
-    state.info["reset_rng"] = next_rng
-    return state
+    return state.replace(info={**state.info, "reset_rng": next_rng})
 
 
 def wrap_for_training(env: Env, episode_length: int = 1000, action_repeat: int = 1,

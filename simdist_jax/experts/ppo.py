@@ -48,8 +48,6 @@ from simdist_jax.envs.wrappers import wrap_for_training
 from simdist_jax.experts import checkpoints as ckpt
 from simdist_jax.experts.checkpoints import load_critic, load_ladder, load_policy  # noqa: F401  (public loaders)
 
-compat.install()
-
 # Sections of the config that determine the trained expert (a different value -> a different expert).
 _FINGERPRINT = ("task", "env", "domain.sim", "expert", "run.seed")
 
@@ -219,6 +217,7 @@ def train(cfg: Any, workdir: Any, on_checkpoint: Callable[[int], None] | None = 
     env: the unwrapped training env (default `make_env(cfg, "sim")`; tests pass a cheap brax env with dict
       observations {"state", "privileged_state"}).
   """
+  compat.install()  # brax PPO needs `jax.device_put_replicated` (removed in JAX 0.10); a no-op where it exists
   ed = prepare_expert_dir(cfg, workdir)
   sched = Schedule.from_config(cfg.expert)
   env = env or make_env(cfg, "sim")

@@ -139,17 +139,23 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
-  """Structural checks shared by every task config."""
+  """Checks a whole config before anything runs: the sections every task config needs, then every value
+  (`simdist_jax.validation.validate`: builds the typed configs of every stage and checks cross-section
+  constraints). Raises ConfigError naming each bad key, its value and the valid range."""
   missing = [s for s in SECTIONS if s not in cfg]
   if missing:
     raise ConfigError(f"config is missing sections {missing}; every task config needs {list(SECTIONS)}")
   for d in ("sim", "real"):
     if d not in cfg.domain:
       raise ConfigError(f"config.domain needs a '{d}' subsection")
+  from simdist_jax import validation  # pylint: disable=import-outside-toplevel  # imports the stage packages
+  validation.validate(cfg)
 
 
 def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.FrozenConfigDict:
-  """Loads `path/to/task.py:preset`, applies overrides, validates and freezes.
+  """Loads `path/to/task.py:preset`, applies overrides, validates every value (`validate`) and freezes.
+
+  Nothing is written and no stage runs before validation passes.
 
   Args:
     spec: config file path with an optional `:preset` suffix (default preset `small`).

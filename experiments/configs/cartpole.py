@@ -8,9 +8,8 @@ Override any leaf from the CLI: `--config.expert.num_timesteps=2000000`.
 import ml_collections
 
 from experiments.configs.sections import stages
+from simdist_jax.envs import registry
 
-# CartPole dims (see simdist_jax/envs/cartpole.py): P=5 state obs, no extero/command, A=1.
-DIMS = {"proprio": 5, "extero": 0, "extero_shape": (), "action": 1, "command": 0, "privileged": 12}
 PRESETS = ("small", "paper")
 
 
@@ -52,6 +51,7 @@ def get_config(preset: str = "small") -> ml_collections.ConfigDict:
       obs_noise=0.01,
   ))
 
-  stages.add_stage_sections(c, "cartpole", preset, DIMS)
+  # The sections read the task's dims (P, E, A, C, S) from the task itself, declared once in its class.
+  stages.add_stage_sections(c, "cartpole", preset, registry.make_task(c).dims)
   c.lock()
   return c

@@ -8,10 +8,8 @@ Override any leaf from the CLI: `--config.env.terrain=stairs`.
 import ml_collections
 
 from experiments.configs.sections import stages
+from simdist_jax.envs import registry
 
-# Go2 dims (simdist_jax/envs/go2/task.py): proprio 35, height scan 21 x 15 = 315, action 12, command 3,
-# privileged 35 + 3 + 12 + 4 + 4 + 7 + 315 = 380.
-DIMS = {"proprio": 35, "extero": 315, "extero_shape": (21, 15), "action": 12, "command": 3, "privileged": 380}
 PRESETS = ("small", "paper")
 WORLD_NAMES = ("slippery_slope", "foam")
 
@@ -79,6 +77,7 @@ def get_config(preset: str = "small") -> ml_collections.ConfigDict:
   # twin with `simdist_jax.envs.go2.worlds.make_world_env` (registry.make_real_env uses the sim terrain).
   c.domain.real = _real_domain("slippery_slope")
 
-  stages.add_stage_sections(c, "go2", preset, DIMS)
+  # The sections read the task's dims (P, E, A, C, S) from the task itself, declared once in its class.
+  stages.add_stage_sections(c, "go2", preset, registry.make_task(c).dims)
   c.lock()
   return c

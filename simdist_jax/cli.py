@@ -1,90 +1,115 @@
 """`simdist-jax <stage> --config=experiments/configs/<task>.py:<preset> [--config.key=value ...] [--workdir=DIR]`.
 
-One subcommand per pipeline stage. Each stage is a function `run_stage(cfg, workdir)` in its package; the CLI
-only parses, freezes the config, prepares the run directory (writing `config.json`) and calls it. Stages whose
-module is not part of this installation are simply absent from the list.
+One subcommand per row of the stage table (`simdist_jax.stages.STAGES`). The CLI only parses and loads the
+config, then, holding the workdir's lock (`<workdir>/.lock`) and appending its console output to
+`<workdir>/log.txt`, hands the stage to `stages.execute` (record checks, `<workdir>/config.json`, the run).
+Exit status 2: the config, a stale stage directory or the lock refused the invocation (nothing was run).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import contextlib
+import os
 import pathlib
 import sys
+import time
+from typing import Any, Iterator, TextIO
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax import stages
 
-# stage name -> (module, function, help)
-_STAGES = {
-    "env": ("simdist_jax.envs.inspect", "run_stage", "describe the task and roll out random actions in both backends"),
-    "expert": ("simdist_jax.experts.ppo", "run_stage", "train the privileged PPO expert and its checkpoint ladder"),
-    "expert-eval": ("simdist_jax.experts.evaluate", "run_stage", "evaluate every checkpoint in sim and real"),
-    "generate": ("simdist_jax.data.generate", "run_stage", "generate the mixed-quality dataset (Algorithm 2)"),
-    "data-report": ("simdist_jax.data.report", "run_stage", "summarize a generated dataset"),
-    "pretrain": ("simdist_jax.pipeline", "pretrain_stage", "pretrain the world model (Eq. 2)"),
-    "finetune": ("simdist_jax.pipeline", "finetune_stage", "dynamics-only finetuning (Eq. 3)"),
-    "adapt": ("simdist_jax.adapt.loop", "run_stage", "adaptation rounds in the shifted real world"),
-    "report": ("simdist_jax.analysis.report", "run_stage", "write report.md for a run directory"),
-    "run": ("simdist_jax.pipeline", "run_stage", "the whole pipeline, skipping completed stages"),
-}
+LOG_FILE = "log.txt"
 
 
-def available_stages() -> dict:
-  out = {}
-  for name, (mod, fn, help_) in _STAGES.items():
-    try:
-      found = importlib.util.find_spec(mod) is not None
-    except ModuleNotFoundError:
-      found = False
-    if found:
-      out[name] = (mod, fn, help_)
-  return out
-
-
-def _parser(stages: dict) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="simdist-jax", description=__doc__.splitlines()[0])
   sub = p.add_subparsers(dest="stage", metavar="STAGE")
-  for name, (_, _, help_) in stages.items():
-    s = sub.add_parser(name, help=help_)
-    if name == "report":
+  for name, st in stages.STAGES.items():
+    s = sub.add_parser(name, help=st.help)
+    if st.kind == "run_dir":
       s.add_argument("run_dir", help="run directory (holds config.json and the stage outputs)")
       continue
     s.add_argument("--config", required=True, help="path/to/task.py:preset (preset: small|paper)")
     s.add_argument("--workdir", default=None, help="run directory (default runs/<task>_<preset>)")
+    if st.kind == "pipeline":
+      s.add_argument("--restart-from", default=None, metavar="STAGE[,STAGE...]",
+                     help="recompute these stages and every stage downstream of them (their artifacts move to "
+                          f"<workdir>/stale/); stages: {', '.join(stages.RUN_ORDER)}")
   return p
+
+
+class _Tee:
+  """A text stream that writes to `stream` and to the log file `log`."""
+
+  def __init__(self, stream: TextIO, log: TextIO):
+    self._stream, self._log = stream, log
+
+  def write(self, text: str) -> int:
+    self._stream.write(text)
+    self._log.write(text)
+    return len(text)
+
+  def flush(self) -> None:
+    self._stream.flush()
+    self._log.flush()
+
+  def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the terminal's
+    return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def console_log(workdir: pathlib.Path, argv: list[str]) -> Iterator[pathlib.Path]:
+  """Appends everything printed to stdout and stderr inside the block to `<workdir>/log.txt` (and still prints
+  it), after a header line naming the time, the PID and the command."""
+  path = pathlib.Path(workdir) / LOG_FILE
+  with open(path, "a", encoding="utf-8", buffering=1) as log:
+    log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC pid {os.getpid()}: simdist-jax "
+              f"{' '.join(argv)}\n")
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+    try:
+      yield path
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      sys.stdout, sys.stderr = out, err
 
 
 def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
-  stages = available_stages()
   overrides = [a for a in argv if a.startswith("--config.")]
   rest = [a for a in argv if not a.startswith("--config.")]
-  args = _parser(stages).parse_args(rest)
+  args = _parser().parse_args(rest)
   if args.stage is None:
-    _parser(stages).print_help()
+    _parser().print_help()
     return 2
-  mod_name, fn_name, _ = stages[args.stage]
-  if args.stage == "report":
-    run_dir = pathlib.Path(args.run_dir).absolute()
-    if not (run_dir / "config.json").exists():
-      print(f"simdist-jax: {run_dir} is not a run directory (no config.json)", file=sys.stderr)
+  st = stages.STAGES[args.stage]
+  extra = {}
+  if st.kind == "run_dir":
+    workdir = pathlib.Path(args.run_dir).absolute()
+    if not (workdir / "config.json").exists():
+      print(f"simdist-jax: {workdir} is not a run directory (no config.json)", file=sys.stderr)
       return 2
-    cfg = config_lib.from_json((run_dir / "config.json").read_text())
-    getattr(importlib.import_module(mod_name), fn_name)(cfg, run_dir)
-    return 0
+    cfg = config_lib.from_json((workdir / "config.json").read_text())
+  else:
+    try:
+      cfg = config_lib.load_config(args.config, overrides)
+    except config_lib.ConfigError as e:
+      print(f"simdist-jax: config error: {e}", file=sys.stderr)
+      return 2
+    workdir = (pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)).absolute()
+    if st.kind == "pipeline":
+      extra["restart_from"] = args.restart_from
   try:
-    cfg = config_lib.load_config(args.config, overrides)
-  except config_lib.ConfigError as e:
-    print(f"simdist-jax: config error: {e}", file=sys.stderr)
-    return 2
-  workdir = (pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)).absolute()
-  fn = getattr(importlib.import_module(mod_name), fn_name)
-  try:
-    config_lib.write_run_config(workdir, cfg)
-    fn(cfg, workdir)
-  except config_lib.ConfigError as e:
+    with stages.workdir_lock(workdir), console_log(workdir, argv):
+      try:
+        stages.execute(args.stage, cfg, workdir, **extra)
+      except config_lib.ConfigError as e:
+        print(f"simdist-jax: {e}", file=sys.stderr)
+        return 2
+  except stages.WorkdirLockedError as e:
     print(f"simdist-jax: {e}", file=sys.stderr)
     return 2
   return 0

@@ -205,43 +205,88 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_run_config(workdir: str | os.PathLike, cfg) -> pathlib.Path:
-  """Writes `<workdir>/config.json` (the config of the latest invocation). Stage directories below it guard
-  their own artifacts with `prepare_run_dir(stage_dir, cfg, sections=...)`, so changing e.g. `adapt` reuses a
-  trained expert and dataset but refuses a stale `adapt/` directory."""
+  """Writes `<workdir>/config.json`, the config of the latest invocation that got past loading and the stage
+  checks (the CLI calls it only after `load_config` returned and no stage directory was refused). The stage
+  directories below it keep their own `config.json` (`prepare_run_dir`), which is what their artifacts were
+  made from."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   atomic_write_text(workdir / "config.json", to_json(cfg))
   return workdir
 
 
-def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] | None = None) -> pathlib.Path:
-  """Creates `workdir` and writes `config.json`, or checks that an existing one matches.
+class StaleRunDirError(ConfigError):
+  """A run (or stage) directory whose recorded config differs from the current one in keys it depends on.
+
+  Attributes:
+    path: the record (`<dir>/config.json`).
+    diffs: `[(dotted key, recorded value, current value), ...]`, sorted by key; `ABSENT` where a side lacks it.
+  """
+
+  def __init__(self, path: str | os.PathLike, diffs: list[tuple[str, Any, Any]], hint: str):
+    self.path = pathlib.Path(path)
+    self.diffs = list(diffs)
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in self.diffs[:8])
+    more = f"; ... ({len(self.diffs) - 8} more)" if len(self.diffs) > 8 else ""
+    super().__init__(f"run directory '{self.path.parent}' was created by a different config ({len(self.diffs)} "
+                     f"differences: {shown}{more}). {hint}")
+
+
+ABSENT = "<absent>"  # the value `_diff` reports for a key that one of the two configs lacks
+
+
+def prepare_run_dir(workdir: str | os.PathLike, cfg, sections: tuple[str, ...] | None = None, *,
+                    covers: Any = None, record: str = "config.json",
+                    hint: str = "Use a new --workdir or move the directory aside.") -> pathlib.Path:
+  """Creates `workdir` and writes the full resolved config to `<workdir>/<record>`, or checks that an existing
+  record agrees with `cfg` on every key the directory depends on.
 
   Args:
     workdir: run (or stage) directory.
     cfg: the frozen config.
-    sections: when given, only these sections must match an existing `config.json` (a stage directory depends
-      on the sections its artifacts were made from); dotted names select a subsection (`"domain.sim"`, so a
-      changed `domain.real` keeps the sim-side artifacts); by default the whole config.
+    sections: dotted prefixes of the keys that must match (`"domain.sim"` covers `domain.sim.*` only).
+    covers: `f(dotted_key) -> bool`, the keys that must match (the stage table's fingerprint,
+      `simdist_jax.stages.covers`); overrides `sections`. With neither, every key must match.
+    record: file name of the record inside `workdir`.
+    hint: appended to the error (what the user can do).
+
+  Returns:
+    `workdir`.
 
   Raises:
-    ConfigError: the directory holds artifacts of a different config (names the differing keys).
+    StaleRunDirError: the record differs in a covered key (a ConfigError naming every differing key).
+    ConfigError: the record is not valid JSON (names the file).
   """
   workdir = pathlib.Path(workdir)
-  new = _plain(cfg)
-  cfg_path = workdir / "config.json"
-  if cfg_path.exists():
-    old = json.loads(cfg_path.read_text())
-    keys = sections or tuple(sorted(set(old) | set(new)))
-    diffs = _diff({k: lookup(old, k) for k in keys}, {k: lookup(new, k) for k in keys})
-    if diffs:
-      shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8])
-      raise ConfigError(f"run directory '{workdir}' was created by a different config ({len(diffs)} "
-                        f"differences: {shown}). Use a new --workdir or delete the directory.")
-    return workdir
-  workdir.mkdir(parents=True, exist_ok=True)
-  atomic_write_text(cfg_path, json.dumps(new, indent=2, sort_keys=True))
+  path = workdir / record
+  diffs = record_diff(path, cfg, sections=sections, covers=covers)
+  if diffs:
+    raise StaleRunDirError(path, diffs, hint)
+  if diffs is None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, to_json(cfg))
   return workdir
+
+
+def record_diff(path: str | os.PathLike, cfg, sections: tuple[str, ...] | None = None, covers: Any = None
+                ) -> list[tuple[str, Any, Any]] | None:
+  """Covered keys in which the record at `path` differs from `cfg` (`[]`: none); None when there is no record.
+
+  The keys compared are the union of the leaves of both configs, so a key that only one side has (one added to
+  a section later) is a difference too. `sections`/`covers`: as in `prepare_run_dir`.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    return None
+  try:
+    old = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"the config record '{path}' is not valid JSON ({e}); it is truncated or corrupt: move "
+                      f"its directory aside or use a new --workdir") from e
+  if covers is None:
+    covers = ((lambda k: any(k == s or k.startswith(s + ".") for s in sections)) if sections
+              else (lambda k: True))
+  return [d for d in _diff(old, _plain(cfg)) if covers(d[0])]
 
 
 def lookup(tree, dotted: str):
@@ -252,9 +297,31 @@ def lookup(tree, dotted: str):
 
 
 def _diff(a, b, prefix=""):
+  """`[(dotted leaf key, a's value, b's value)]` where two plain config trees differ (`ABSENT`: missing)."""
   if isinstance(a, dict) and isinstance(b, dict):
     out = []
     for k in sorted(set(a) | set(b)):
-      out.extend(_diff(a.get(k), b.get(k), f"{prefix}{k}."))
+      out.extend(_diff(a.get(k, _MISSING), b.get(k, _MISSING), f"{prefix}{k}."))
     return out
-  return [] if a == b else [(prefix.rstrip("."), a, b)]
+  if isinstance(a, dict) or isinstance(b, dict):  # a section on one side only: every leaf below it differs
+    side = a if isinstance(a, dict) else b
+    return [(k, *((v, ABSENT) if side is a else (ABSENT, v))) for k, v in _leaf_items(side, prefix)]
+  key = prefix.rstrip(".")
+  if a is _MISSING or b is _MISSING:
+    return [] if a is b else [(key, ABSENT if a is _MISSING else a, ABSENT if b is _MISSING else b)]
+  return [] if a == b else [(key, a, b)]
+
+
+_MISSING = object()
+
+
+def leaf_items(cfg) -> list[tuple[str, Any]]:
+  """`[(dotted key, plain value)]` of every leaf of a config (or plain tree), sorted by key."""
+  return _leaf_items(_plain(cfg))
+
+
+def _leaf_items(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
+  out = []
+  for k, v in sorted(tree.items()):
+    out.extend(_leaf_items(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)])
+  return out

@@ -66,6 +66,15 @@ def test_run_dir_config_json_and_mismatch(tmp_path):
   with pytest.raises(config_lib.ConfigError, match=r"domain.real.pole_mass: 0.3 -> 0.2"):
     config_lib.prepare_run_dir(tmp_path / "sim_side", real, sections=("domain",))
   assert not list((tmp_path / "run").glob(".config.json.*"))  # no temp files left behind
+  # the error carries the differences; a key only one side has is a difference too
+  with pytest.raises(config_lib.StaleRunDirError) as e:
+    config_lib.prepare_run_dir(tmp_path / "run", other, covers=lambda k: k.startswith("env."))
+  assert e.value.diffs == [("env.episode_length", 250, 99)]
+  rec = json.loads((tmp_path / "run" / "config.json").read_text())
+  rec["env"]["added_later"] = 1
+  (tmp_path / "run" / "config.json").write_text(json.dumps(rec))
+  with pytest.raises(config_lib.StaleRunDirError, match=r"env.added_later: 1 -> '<absent>'"):
+    config_lib.prepare_run_dir(tmp_path / "run", cfg, sections=("env",))
 
 
 def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
@@ -86,6 +95,13 @@ def test_cli_env_stage_runs(tmp_path):
   assert info["dims"]["proprio"] == 5 and info["n_substeps"] == 2
   assert 0.0 <= info["sim/random/mean_step_reward"] < 0.2   # random actions do not swing up
   assert json.loads((wd / "config.json").read_text())["env"]["episode_length"] == 20
+  assert json.loads((wd / "env" / "config.json").read_text())["env"]["episode_length"] == 20  # the stage's record
+  assert "[env] wrote" in (wd / "log.txt").read_text()  # the console output, appended
+  # a changed dependency of env/ is refused before anything runs, and leaves both records as they were
+  root = (wd / "config.json").read_bytes()
+  rc = cli.main(["env", f"--config={CARTPOLE}:small", "--config.env.episode_length=30", f"--workdir={wd}"])
+  assert rc == 2 and (wd / "config.json").read_bytes() == root
+  assert "env.episode_length: 20 -> 30" in (wd / "log.txt").read_text()
 
 
 def test_installed_versions_match_pins():

@@ -41,7 +41,6 @@ from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import model as model_lib
 from simdist_jax.world_model.finetune import finetune_variables, split_params
 
-_SECTIONS = ("task", "env", "domain", "expert", "data", "model", "planner", "adapt", "run")
 
 
 class ExplorationNoise:
@@ -193,6 +192,8 @@ def _save_round_model(path: pathlib.Path, variables, model_cfg, dims, step: int)
 
 
 def is_complete(cfg, workdir) -> bool:
+  """True when `adapt_results.json` marks every round complete (the config record is the stage table's)."""
+  del cfg
   p = paths.adapt_dir(workdir) / "adapt_results.json"
   if not p.exists():
     return False
@@ -203,7 +204,7 @@ def run_stage(cfg, workdir) -> dict:
   """Runs (or resumes) the adaptation rounds; writes `<workdir>/adapt/adapt_results.json`."""
   workdir = pathlib.Path(workdir)
   adir = paths.adapt_dir(workdir)
-  config_lib.prepare_run_dir(adir, cfg, sections=_SECTIONS)
+  adir.mkdir(parents=True, exist_ok=True)  # its config.json: written by the stage table (simdist_jax.stages)
   acfg = cfg.adapt
   dims = make_task(cfg).dims
   variables0, _, dims = ckpt_lib.load_checked(str(paths.model_dir(workdir)), cfg.model, dims)

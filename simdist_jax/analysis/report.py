@@ -1,6 +1,7 @@
 """`simdist-jax report RUN_DIR`: report.md with the learning curve, prediction loss and every number.
 
-Reads `<workdir>/config.json`, `expert/expert_eval.json`, `data/data_report.json` (if present) and
+Reads `adapt/config.json` (the config the adaptation ran with; `<workdir>/config.json` when it is missing),
+`expert/expert_eval.json`, `data/data_report.json` (if present) and
 `adapt/adapt_results.json`; writes `<workdir>/report/report.md`, `learning_curve.png` (task metric vs
 minutes of real data, with the expert's sim and real returns and the sim planner's return as reference lines)
 and `pred_loss.png` (held-out latent prediction loss per horizon step, before/after adaptation).
@@ -54,7 +55,9 @@ def write_report(workdir) -> pathlib.Path:
   adapt = _load(paths.adapt_dir(workdir) / "adapt_results.json")
   if adapt is None:
     raise FileNotFoundError(f"{paths.adapt_dir(workdir) / 'adapt_results.json'} not found: run the adapt stage first")
-  cfg = _load(workdir / "config.json") or {}
+  # Config values come from the adapt stage's own record: what the numbers below were made with (its fingerprint
+  # covers every key printed here), not the config of the latest invocation.
+  cfg = _load(paths.adapt_dir(workdir) / "config.json") or _load(workdir / "config.json") or {}
   expert_eval = _load(paths.expert_dir(workdir) / "expert_eval.json")
   data_report = _load(paths.data_dir(workdir) / "data_report.json")
   refs = _expert_refs(expert_eval)
@@ -130,7 +133,8 @@ def write_report(workdir) -> pathlib.Path:
           ("domain.real", c("domain", "real")), ("model.history", c("model", "history")),
           ("model.horizon", c("model", "horizon")), ("planner.num_samples", c("planner", "num_samples")),
           ("planner.iterations", c("planner", "iterations")))), "",
-      "The full resolved config is `config.json` in the run directory."]
+      "These values are the adaptation's (`adapt/config.json`); every stage directory keeps the config its "
+      "artifacts were made from in its own `config.json`."]
   path = out / "report.md"
   config_lib.atomic_write_text(path, "\n".join(lines) + "\n")
   return path

@@ -427,6 +427,13 @@ def expert_loaders() -> tuple[Callable, Callable]:
   return load_ladder, load_critic
 
 
+def is_complete(cfg: Any, workdir: str | os.PathLike) -> bool:
+  """True when `<workdir>/data/` holds a finished dataset (its manifest, written last, and no resume state)."""
+  del cfg
+  d = paths.data_dir(workdir)
+  return (d / storage.MANIFEST).is_file() and not (d / RESUME).exists()
+
+
 def run_stage(cfg: Any, workdir: str | os.PathLike) -> dict:
   """`simdist-jax generate`: reads `<workdir>/expert/`, writes `<workdir>/data/` (resumes when interrupted)."""
   from simdist_jax.envs.registry import make_env

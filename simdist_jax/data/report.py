@@ -133,6 +133,12 @@ def format_report(r: dict) -> str:
   return "\n".join(lines)
 
 
+def is_complete(cfg: Any, workdir: str | os.PathLike) -> bool:
+  """True when `<workdir>/data/data_report.json` exists."""
+  del cfg
+  return (paths.data_dir(workdir) / "data_report.json").is_file()
+
+
 def run_stage(cfg: Any, workdir: str | os.PathLike) -> dict:
   """Prints the report of `<workdir>/data/` and writes `<workdir>/data/data_report.json`."""
   del cfg

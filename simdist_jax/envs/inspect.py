@@ -55,8 +55,7 @@ def random_rollout_real(cfg, num_steps: int, seed: int) -> dict:
 
 
 def run_stage(cfg, workdir) -> dict:
-  out_dir = paths.stage_dir(workdir, "env")
-  config_lib.prepare_run_dir(out_dir, cfg, sections=("task", "env", "domain"))
+  out_dir = paths.stage_dir(workdir, "env")  # its config.json: written by the stage table (simdist_jax.stages)
   env = make_env(cfg, "sim")
   info = {"task": cfg.task, "dims": {k: v for k, v in env.task.dims.items()}, "ctrl_dt": env.dt,
           "n_substeps": env.n_substeps, "episode_length": cfg.env.episode_length,

@@ -48,9 +48,6 @@ from simdist_jax.envs.wrappers import wrap_for_training
 from simdist_jax.experts import checkpoints as ckpt
 from simdist_jax.experts.checkpoints import load_critic, load_ladder, load_policy  # noqa: F401  (public loaders)
 
-# Sections of the config that determine the trained expert (a different value -> a different expert).
-_FINGERPRINT = ("task", "env", "domain.sim", "expert", "run.seed")
-
 
 # ---- schedule ---------------------------------------------------------------------------------------------------
 def env_steps_per_iteration(expert_cfg: Any) -> int:
@@ -102,12 +99,12 @@ class Schedule:
 
 # ---- config fingerprint -----------------------------------------------------------------------------------------
 def prepare_expert_dir(cfg: Any, workdir: Any) -> pathlib.Path:
-  """Creates `<workdir>/expert/` with `config.json`, or checks that its expert-relevant sections match `cfg`.
-
-  Only `task, env, domain.sim, expert, run.seed` must match (changing e.g. `domain.real` or the planner does not
-  invalidate a trained expert). Raises ConfigError naming the differing keys.
-  """
-  return config_lib.prepare_run_dir(paths.expert_dir(workdir), cfg, sections=_FINGERPRINT)
+  """Creates `<workdir>/expert/` with `config.json`, or checks that it agrees with `cfg` on the expert's
+  fingerprint (the stage table's `expert` row: `task, env, domain.sim, expert, run.seed` without the evaluation
+  counts; changing e.g. `domain.real` or the planner keeps a trained expert). Raises ConfigError naming the
+  differing keys."""
+  from simdist_jax import stages  # pylint: disable=import-outside-toplevel
+  return stages.prepare("expert", cfg, workdir)
 
 
 def is_complete(cfg: Any, workdir: Any) -> bool:

@@ -190,18 +190,9 @@ def from_json(text: str) -> ml_collections.FrozenConfigDict:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-  """Writes a file via a temp file + rename so readers never see half a file."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """Writes a file atomically (unique temp name, fsync, rename; mode follows the umask): `fileio.write_text`."""
+  from simdist_jax import fileio  # pylint: disable=import-outside-toplevel
+  fileio.write_text(path, text)
 
 
 def write_run_config(workdir: str | os.PathLike, cfg) -> pathlib.Path:

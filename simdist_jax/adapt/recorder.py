@@ -2,11 +2,14 @@
 
 Only what hardware has is recorded: what the robot sees (proprio `[N, P]`, extero `[N, E]`), the applied
 actions `[N, A]`, the commands `[N, C]` and timestamps `[N]` (seconds since episode start). No reward, value or
-privileged state. One file per episode, `episode_<index:06d>.npz`, written atomically (temp file + rename), so
-a crash never leaves a half-written episode under its final name.
+privileged state. One file per episode, `episode_<index:06d>.npz`, written atomically (`fileio.save_npz`: unique
+temp name + fsync + rename), so a crash never leaves a half-written episode under its final name. Each file's
+`meta` records the episode's `seed`.
 
 `load_episodes(directory, dims)` reads them back in index order, reporting truncated/corrupt files and files
-with the wrong shapes by name and skipping them (never merged silently). `aggregate(...)` turns episodes into
+with the wrong shapes by name and skipping them (never merged silently). `missing_seeds(directory, seeds, dims)`
+moves such files (and second copies of a seed) to `<directory>/quarantine/` and returns exactly the seeds that
+have no good episode, so a refill re-records those and nothing else. `aggregate(...)` turns episodes into
 the window dataset the world model trains on, with H-step front padding (H copies of the first observation,
 zero action and command), see `simdist_jax.data.windows.from_episodes`.
 """
@@ -17,12 +20,14 @@ import dataclasses
 import json
 import os
 import pathlib
-import tempfile
-import zipfile
+from typing import Callable, Iterable
 
 import numpy as np
 
+from simdist_jax import fileio
+
 FIELDS = ("proprio", "extero", "action", "command", "time_s")
+QUARANTINE = "quarantine"
 
 
 @dataclasses.dataclass
@@ -58,6 +63,7 @@ class EpisodeRecorder:
   def __init__(self, directory: str | os.PathLike, dims: dict):
     self.dir = pathlib.Path(directory)
     self.dir.mkdir(parents=True, exist_ok=True)
+    fileio.remove_stale_temps(self.dir)  # temp files of killed recorders
     self.dims = dict(dims)
     self._buf: dict[str, list] | None = None
     self._meta: dict = {}
@@ -89,14 +95,7 @@ class EpisodeRecorder:
     if reason:
       raise ValueError(f"refusing to write a malformed episode: {reason}")
     path = self.dir / f"episode_{self.next_index():06d}.npz"
-    fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp_", suffix=".npz")
-    os.close(fd)
-    try:
-      np.savez(tmp, **ep, meta=np.asarray(json.dumps(self._meta)))
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
+    fileio.save_npz(path, {**ep, "meta": np.asarray(json.dumps(self._meta))})
     self._buf = None
     return path
 
@@ -107,22 +106,64 @@ def load_episodes(directory: str | os.PathLike, dims: dict,
   episodes, skipped = [], []
   for path in sorted(pathlib.Path(directory).glob("episode_*.npz")):
     try:
-      with np.load(path, allow_pickle=False) as z:
-        ep = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-      skipped.append(Skipped(str(path), f"unreadable (truncated or corrupt): {type(e).__name__}: {e}"))
+      ep = fileio.load_npz(path)
+    except (fileio.CorruptFileError, OSError) as e:
+      skipped.append(Skipped(str(path), f"unreadable (truncated or corrupt): {getattr(e, 'reason', e)}"))
       continue
     reason = _check_episode(ep, dims)
     if reason:
       skipped.append(Skipped(str(path), reason))
       continue
-    ep["meta"] = json.loads(str(ep["meta"])) if "meta" in ep else {}
+    try:
+      ep["meta"] = json.loads(str(ep["meta"])) if "meta" in ep else {}
+    except json.JSONDecodeError as e:
+      skipped.append(Skipped(str(path), f"its 'meta' record is not valid JSON ({e})"))
+      continue
     ep["path"] = str(path)
     episodes.append(ep)
   if verbose:
     for s in skipped:
       print(f"[recorder] skipped {s.path}: {s.reason}", flush=True)
   return episodes, skipped
+
+
+def quarantine(path: str | os.PathLike, reason: str, log: Callable[[str], None] | None = print) -> pathlib.Path:
+  """Moves episode file `path` to `<its directory>/quarantine/` (never overwriting). Returns the new path."""
+  path = pathlib.Path(path)
+  qdir = path.parent / QUARANTINE
+  qdir.mkdir(exist_ok=True)
+  dest, n = qdir / path.name, 1
+  while dest.exists():
+    dest, n = qdir / f"{path.stem}.{n}{path.suffix}", n + 1
+  os.replace(path, dest)
+  if log is not None:
+    log(f"[recorder] moved {path} to {dest}: {reason}")
+  return dest
+
+
+def missing_seeds(directory: str | os.PathLike, seeds: Iterable[int], dims: dict,
+                  log: Callable[[str], None] | None = print) -> list[int]:
+  """The seeds of `seeds` without a good episode in `directory` (in `seeds` order), after cleaning it up.
+
+  Unreadable or malformed episode files are moved to `<directory>/quarantine/`, and so are later copies of a seed
+  that already has a good episode (the lowest index is kept), so re-recording the returned seeds leaves exactly
+  one good episode per seed. A seed is read from each episode's `meta["seed"]`; episodes without one are kept
+  and match no seed.
+  """
+  directory = pathlib.Path(directory)
+  episodes, skipped = load_episodes(directory, dims, verbose=False)
+  for s in skipped:
+    quarantine(s.path, s.reason, log)
+  have: set[int] = set()
+  for ep in episodes:
+    seed = ep["meta"].get("seed")
+    if seed is None:
+      continue
+    if int(seed) in have:
+      quarantine(ep["path"], f"second episode of seed {int(seed)}", log)
+      continue
+    have.add(int(seed))
+  return [int(s) for s in seeds if int(s) not in have]
 
 
 def aggregate(episodes: list[dict], H: int, T: int, stats: dict, eval_fraction: float, key, **kwargs):

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simdist_jax import fileio
 from simdist_jax import paths
 from simdist_jax.config import atomic_write_text, to_json
 from simdist_jax.data import scaler as scaler_lib
@@ -239,15 +240,24 @@ def _from_host(treedef: Any, leaves: list[np.ndarray]) -> GenState:
 
 
 def _save_resume(path: pathlib.Path, leaves: list[np.ndarray], progress: Mapping) -> None:
-  tmp = path.with_name(path.name + ".tmp.npz")
-  np.savez(tmp, progress=np.array(json.dumps(progress)), **{f"leaf_{i:04d}": x for i, x in enumerate(leaves)})
-  os.replace(tmp, path)
+  """The generation carry after a complete shard -> `path` (atomic, unique temp name)."""
+  fileio.save_npz(path, {"progress": np.array(json.dumps(progress)),
+                         **{f"leaf_{i:04d}": x for i, x in enumerate(leaves)}})
 
 
-def _load_resume(path: pathlib.Path) -> tuple[list[np.ndarray], dict]:
-  with np.load(path, allow_pickle=False) as z:
+def _load_resume(path: pathlib.Path, num_leaves: int) -> tuple[list[np.ndarray], dict]:
+  """(carry leaves, progress) of `path`; `fileio.CorruptFileError` naming the file when it is unusable."""
+  z = fileio.load_npz(path, required=("progress",))
+  try:
     progress = json.loads(str(z["progress"]))
-    leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("leaf_"))]
+  except json.JSONDecodeError as e:
+    raise fileio.CorruptFileError(path, f"its 'progress' record is not valid JSON ({e})") from e
+  missing = [k for k in ("config", "next_shard", "shards") if not isinstance(progress, dict) or k not in progress]
+  if missing:
+    raise fileio.CorruptFileError(path, f"its 'progress' record lacks {missing}")
+  leaves = [z[k] for k in sorted(k for k in z if k.startswith("leaf_"))]
+  if len(leaves) != num_leaves:
+    raise fileio.CorruptFileError(path, f"holds {len(leaves)} carry arrays, the generator needs {num_leaves}")
   return leaves, progress
 
 
@@ -347,8 +357,20 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _DATA_STREAM)
   resume_path = data_dir / RESUME
   treedef = jax.tree.structure(jax.eval_shape(init_fn, key))
+  fileio.remove_stale_temps(data_dir)  # temp files/shards of killed runs (never of a live one)
+  resumed = None
   if resume_path.exists():
-    leaves, progress = _load_resume(resume_path)
+    try:
+      resumed = _load_resume(resume_path, treedef.num_leaves)
+    except fileio.CorruptFileError as e:
+      # The carry after shard k exists only in this file, but generation is deterministic: starting over from
+      # shard 0 rewrites byte-identical shards (each replaces its earlier copy).
+      log(f"data: WARNING {e}; discarding it and regenerating from shard 0 (the shards are deterministic, so "
+          f"the result is byte-identical)")
+      bad = resume_path.with_name(resume_path.name + ".corrupt")
+      os.replace(resume_path, bad)
+  if resumed is not None:
+    leaves, progress = resumed
     if progress["config"] != record:
       raise storage.DatasetError(f"'{resume_path}' belongs to a generation with a different config; delete "
                                  f"'{data_dir}' to start over")
@@ -361,8 +383,8 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
     progress = {"config": record, "next_shard": 0, "shards": []}
     envs_dir = data_dir / "envs"
     envs_dir.mkdir(exist_ok=True)
-    np.save(envs_dir / "noise_sigma.npy", np.asarray(gs.sigma, np.float32))
-    np.save(envs_dir / "never_noised.npy", np.asarray(gs.never, np.uint8))
+    fileio.save_npy(envs_dir / "noise_sigma.npy", np.asarray(gs.sigma, np.float32))
+    fileio.save_npy(envs_dir / "never_noised.npy", np.asarray(gs.never, np.uint8))
 
   written = 0
   t0 = t_shard = time.time()

@@ -11,7 +11,8 @@ Layout of `<workdir>/data/`:
   shard_00001/           (time-major: S = shard_steps, N = num_envs; env j's trajectory continues across shards)
   .resume.npz            generation carry after the last complete shard (deleted when the manifest is written)
 
-Shards are written to a hidden temp directory and renamed into place, so a shard is visible only when complete.
+Shards are written to a uniquely named hidden temp directory (`fileio.atomic_directory`) and renamed into place,
+so a shard is visible only when complete and two writers never share a temp name.
 `.npy` files (not `.npz`, whose zip headers hold timestamps) make a shard byte-identical across runs.
 
 Per-step keys and dtypes: proprio/extero/command as configured (float16 or float32), action/reward/value float32,
@@ -25,12 +26,11 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 from typing import Iterable, Mapping
 
 import numpy as np
 
-from simdist_jax.config import atomic_write_text
+from simdist_jax import fileio
 
 FORMAT = "simdist_jax.data/v1"
 MANIFEST = "manifest.json"
@@ -94,23 +94,19 @@ def shard_name(index: int) -> str:
 
 
 def write_shard(data_dir: str | os.PathLike, index: int, stored: Mapping[str, np.ndarray]) -> dict:
-  """Writes one shard atomically (temp directory + rename). Returns its manifest entry."""
+  """Writes one shard atomically (unique temp directory + rename). Returns its manifest entry.
+
+  A shard regenerated after an interruption replaces its (identical) earlier copy.
+  """
   data_dir = pathlib.Path(data_dir)
   name = shard_name(index)
-  tmp = data_dir / f".{name}.tmp"
-  final = data_dir / name
-  if tmp.exists():
-    shutil.rmtree(tmp)
-  tmp.mkdir(parents=True)
   files = {}
-  for k in sorted(stored):
-    path = tmp / f"{k}.npy"
-    np.save(path, stored[k], allow_pickle=False)
-    files[k] = {"sha256": _sha256_file(path), "bytes": path.stat().st_size, "dtype": str(stored[k].dtype),
-                "shape": list(stored[k].shape)}
-  if final.exists():  # a shard regenerated after an interruption replaces its (identical) earlier copy
-    shutil.rmtree(final)
-  os.replace(tmp, final)
+  with fileio.atomic_directory(data_dir / name) as tmp:
+    for k in sorted(stored):
+      path = tmp / f"{k}.npy"
+      np.save(path, stored[k], allow_pickle=False)
+      files[k] = {"sha256": _sha256_file(path), "bytes": path.stat().st_size, "dtype": str(stored[k].dtype),
+                  "shape": list(stored[k].shape)}
   digest = hashlib.sha256("".join(f"{k}:{files[k]['sha256']};" for k in sorted(files)).encode()).hexdigest()
   steps = int(next(iter(stored.values())).shape[0])
   return {"name": name, "steps": steps, "sha256": digest, "files": files}
@@ -124,16 +120,16 @@ def read_manifest(data_dir: str | os.PathLike) -> dict:
         pathlib.Path(data_dir) / ".resume.npz").exists() else ""
     raise DatasetError(f"missing dataset manifest '{path}'{hint}")
   try:
-    man = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise DatasetError(f"corrupt dataset manifest '{path}': {e}") from e
+    man = fileio.read_json(path)
+  except fileio.CorruptFileError as e:
+    raise DatasetError(f"corrupt dataset manifest '{path}': {e.reason}") from e
   if man.get("format") != FORMAT:
     raise DatasetError(f"'{path}' has format {man.get('format')!r}, expected {FORMAT!r}")
   return man
 
 
 def write_manifest(data_dir: str | os.PathLike, manifest: Mapping) -> None:
-  atomic_write_text(pathlib.Path(data_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+  fileio.write_text(pathlib.Path(data_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def load_shard(data_dir: str | os.PathLike, entry: Mapping, keys: Iterable[str] | None = None,

@@ -10,9 +10,12 @@ Layout of `<workdir>/expert/`:
   resume/                        latest full brax state (normalizer of every obs key, policy, value) + meta.json
   metrics.jsonl, events.out.tfevents.*, expert_eval.json, expert_ladder.png
 
-Every checkpoint directory is written under a temporary name and renamed into place, so a killed run leaves
-either the complete old checkpoint or the complete new one. `meta.json` makes it self-describing (network sizes,
-activation, S, A, iteration, env steps), so the loaders need nothing but the directory.
+Every checkpoint directory is written under a unique temporary name (`fileio.atomic_directory`) and renamed into
+place, so a killed run leaves either the complete old checkpoint or the complete new one: replacing an existing
+one moves it aside first, and a kill between those two renames (no checkpoint under the final name) is repaired
+by `recover` (run by `recover_all` before every resume), which renames the complete new copy, else the old one,
+back into place. `meta.json` makes it self-describing (network sizes, activation, S, A, iteration, env steps), so
+the loaders need nothing but the directory. `save` refuses non-finite parameters (`NonFiniteParamsError`).
 
 Loaders return `(params, apply_fn)` with pure, jittable, vmappable `apply_fn`s on UN-normalized privileged obs
 (the normalizer statistics are part of `params`):
@@ -22,10 +25,8 @@ Loaders return `(params, apply_fn)` with pure, jittable, vmappable `apply_fn`s o
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-import shutil
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -36,7 +37,7 @@ from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 from flax import linen
 
-from simdist_jax.config import atomic_write_text
+from simdist_jax import fileio
 
 OBS_KEY = "privileged_state"
 LADDER = "ladder"
@@ -49,6 +50,10 @@ ACTIVATIONS = {"elu": linen.elu, "swish": linen.swish, "relu": linen.relu, "tanh
 
 class CheckpointError(ValueError):
   """A missing, incomplete or corrupt expert checkpoint, or one that does not fit the requested config/index."""
+
+
+class NonFiniteParamsError(CheckpointError):
+  """Parameters with NaN/inf that `save` refused to write (training diverged)."""
 
 
 class Ladder(NamedTuple):
@@ -157,9 +162,11 @@ def read_meta(path: pathlib.Path) -> dict:
     raise CheckpointError(f"expert checkpoint '{path}' is incomplete or corrupt: '{meta_path}' is missing "
                           "(the run was interrupted while saving it; rerun `simdist-jax expert`)")
   try:
-    meta = json.loads(meta_path.read_text())
-  except json.JSONDecodeError as e:
-    raise CheckpointError(f"expert checkpoint metadata '{meta_path}' is not valid JSON: {e}") from e
+    meta = fileio.read_json(meta_path)
+  except fileio.CorruptFileError as e:
+    raise CheckpointError(f"expert checkpoint metadata '{meta_path}' is not valid JSON: {e.reason}") from e
+  if not isinstance(meta, dict):
+    raise CheckpointError(f"expert checkpoint metadata '{meta_path}' is not a JSON object")
   missing = [k for k in ("format", "obs_size", "action_size", "policy_hidden", "value_hidden", "activation",
                          "distribution_type", "iteration", "kind") if k not in meta]
   if missing:
@@ -167,26 +174,63 @@ def read_meta(path: pathlib.Path) -> dict:
   return meta
 
 
+def nonfinite_leaves(tree: Any, limit: int = 8) -> list[str]:
+  """`"<key path>: <n> of <size>"` for the float leaves of `tree` holding NaN/inf (at most `limit`)."""
+  out = []
+  for kp, x in jax.tree_util.tree_leaves_with_path(tree):
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.inexact):
+      bad = int(x.size - np.isfinite(x).sum())
+      if bad:
+        out.append(f"{jax.tree_util.keystr(kp)}: {bad} of {x.size}")
+        if len(out) >= limit:
+          break
+  return out
+
+
+def is_complete(path: pathlib.Path) -> bool:
+  """Whether `path` holds a complete checkpoint (its completion marker `meta.json` was written)."""
+  return (pathlib.Path(path) / "meta.json").is_file()
+
+
 def save(path: str | os.PathLike, tree: Any, meta: dict) -> None:
-  """Atomically writes `tree` (orbax, under params/) and `meta` (meta.json, the completion marker) to `path`."""
+  """Atomically writes `tree` (orbax, under params/) and `meta` (meta.json, the completion marker) to `path`.
+
+  Raises:
+    NonFiniteParamsError: a float leaf of `tree` holds NaN/inf (nothing is written).
+  """
   path = pathlib.Path(path).absolute()  # orbax refuses relative paths
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-  if tmp.exists():
-    shutil.rmtree(tmp)
-  tmp.mkdir()
-  ckptr = ocp.StandardCheckpointer()
-  ckptr.save(tmp / "params", jax.tree.map(np.asarray, tree))
-  ckptr.wait_until_finished()
-  ckptr.close()
-  atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
-  if path.exists():
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old)
-  else:
-    os.replace(tmp, path)
+  tree = jax.tree.map(np.asarray, tree)
+  bad = nonfinite_leaves(tree)
+  if bad:
+    raise NonFiniteParamsError(
+        f"refusing to save the {meta.get('kind', 'expert')} checkpoint '{path}' at PPO iteration "
+        f"{meta.get('iteration', '?')}: non-finite parameters ({'; '.join(bad)}). Training diverged; the "
+        f"checkpoints already on disk are kept. Lower expert.learning_rate or expert.max_grad_norm, or change "
+        f"run.seed, and rerun")
+  with fileio.atomic_directory(path) as tmp:
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(tmp / "params", tree)
+    ckptr.wait_until_finished()
+    ckptr.close()
+    fileio.write_json(tmp / "meta.json", meta)
+
+
+def recover(path: str | os.PathLike) -> str | None:
+  """Repairs checkpoint `path` after a kill inside `save` (see the module doc). Returns what it did, or None."""
+  return fileio.recover_directory(pathlib.Path(path).absolute(), is_complete)
+
+
+def recover_all(expert_dir: str | os.PathLike) -> list[str]:
+  """`recover` for the resume state, the critic and every ladder entry of `expert_dir`. Returns the actions."""
+  expert_dir = pathlib.Path(expert_dir)
+  targets = [expert_dir / RESUME, expert_dir / CRITIC]
+  root = expert_dir / LADDER
+  if root.is_dir():
+    names = {p.name for p in root.iterdir() if p.name.startswith("iter_")}
+    names |= fileio.leftover_targets(root)
+    targets += [root / n for n in sorted(names) if n.startswith("iter_")]
+  return [a for a in (recover(t) for t in targets) if a]
 
 
 def restore(path: str | os.PathLike, abstract: Any) -> Any:

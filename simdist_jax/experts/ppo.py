@@ -149,9 +149,21 @@ def save_resume(ed: pathlib.Path, cfg: Any, dims: dict, sched: Schedule, iterati
 
 
 def load_resume(ed: pathlib.Path, cfg: Any, dims: dict) -> tuple[int, tuple] | None:
-  """(iteration, brax params triple) of `expert/resume/`, or None when there is none."""
+  """(iteration, brax params triple) of `expert/resume/`, or None when there is none.
+
+  First repairs what a kill inside a checkpoint save left (`ckpt.recover_all`: a resume state, critic or ladder
+  entry caught between its two renames is renamed back into place), so an interrupted save never restarts PPO
+  at iteration 0. Without a resume state but with ladder checkpoints past iteration 0 (which are always saved
+  together with one), it says loudly that training restarts from 0.
+  """
+  for action in ckpt.recover_all(ed):
+    _log(f"recovered: {action}")
   path = ed / ckpt.RESUME
   if not (path / "meta.json").is_file():
+    later = [i for i in ckpt.list_ladder(ed) if i > 0]
+    if later:
+      _log(f"WARNING: no resume state in '{path}' although the ladder holds iterations {later}; training "
+           f"restarts from iteration 0 and rewrites them")
     return None
   meta = ckpt.read_meta(path)
   want = ckpt.network_meta(cfg.expert, dims["privileged"], dims["action"])
@@ -229,7 +241,7 @@ def train(cfg: Any, workdir: Any, on_checkpoint: Callable[[int], None] | None = 
     from simdist_jax.experts import evaluate  # pylint: disable=import-outside-toplevel
     actor = ckpt.actor_apply_fn(ckpt.network_meta(cfg.expert, dims["privileged"], dims["action"]))
     sim_eval = evaluate.make_sim_evaluator(cfg, actor, int(cfg.expert.train_eval_episodes), env=env)
-  writer = MetricsWriter(ed)
+  writer = MetricsWriter(ed, resume_step=start * sched.steps_per_iteration if restore is not None else -1)
   resume_points = set(sched.resume_points())
   ladder = set(sched.ladder)
   state = {"t0": time.time(), "t_first": None, "it_first": None, "last_print": 0.0, "episode": {}, "eval": None}

@@ -11,10 +11,18 @@ Layout of a run directory `workdir`:
 
 `load(dir)` rebuilds the model from `meta` alone and returns `(variables, model_cfg, dims)`; `dir` may be the run
 directory or its `checkpoints/` folder.
+
+Corruption. Restoring the latest step (`load`, `Checkpointer.restore(None, ...)`, `restore_latest`) falls back to
+the previous kept step when the latest one is truncated, bit-flipped or lacks its metadata, with a warning naming
+the bad step's path; when no kept step restores, `CorruptCheckpointError` names the directory and each step's
+error. A resuming trainer passes `discard_corrupt=True`, which moves the bad steps to `<dir>_corrupt/` so that new
+saves and `latest_step()` do not meet them again. An explicitly requested step is never substituted.
 """
 
 import json
 import os
+import secrets
+import warnings
 from typing import Any, Mapping
 
 import jax
@@ -22,6 +30,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from simdist_jax import fileio
 from simdist_jax.world_model import model as model_lib
 
 # Fields of the `model` section that define the architecture (a checkpoint only fits a model built from the same).
@@ -34,6 +43,10 @@ DIM_KEYS = ("proprio", "extero", "extero_shape", "action", "command")
 
 class CheckpointMismatchError(ValueError):
   """The checkpoint was written for another task/architecture than the one requested."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A world-model checkpoint step (or every kept step) cannot be restored: truncated, corrupt or incomplete."""
 
 
 def _jsonable(x: Any) -> Any:
@@ -110,27 +123,114 @@ class Checkpointer:
     self._mngr.save(int(step), args=ocp.args.Composite(**items), force=True)
     self._mngr.wait_until_finished()
 
+  def step_path(self, step: int) -> str:
+    """Directory of checkpoint `step`."""
+    return os.path.join(self.directory, str(int(step)))
+
+  def _restore_meta_at(self, step: int) -> dict[str, Any]:
+    try:
+      meta = self._mngr.restore(int(step), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # orbax/tensorstore raise many types for missing or corrupt files
+      raise CorruptCheckpointError(f"cannot read the metadata of world-model checkpoint '{self.step_path(step)}':"
+                                   f" {type(e).__name__}: {e}") from e
+    if not isinstance(meta, dict) or "model_cfg" not in meta or "scaler_stats" not in meta:
+      raise CorruptCheckpointError(f"world-model checkpoint '{self.step_path(step)}' has incomplete metadata "
+                                   f"(keys {sorted(meta) if isinstance(meta, dict) else type(meta).__name__})")
+    return meta
+
   def restore_meta(self, step: int | None = None) -> dict[str, Any]:
-    """Metadata JSON of `step` (latest by default)."""
-    step = self._resolve(step)
-    return self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    """Metadata JSON of `step`; by default of the latest step whose metadata reads (warning past a bad one)."""
+    if step is not None:
+      return self._restore_meta_at(self._resolve(step))
+    errors = []
+    for s in self._steps_desc():
+      try:
+        meta = self._restore_meta_at(s)
+      except CorruptCheckpointError as e:
+        errors.append((s, e))
+        continue
+      self._warn_fallback(errors, s)
+      return meta
+    raise self._none_restores(errors)
+
+  def _restore_at(self, step: int, abstract_variables: Any, abstract_train_state: Any) -> tuple[Any, Any]:
+    meta = self._restore_meta_at(step)
+    items = {"variables": ocp.args.StandardRestore({"params": abstract_variables["params"]})}
+    if abstract_train_state is not None:
+      items["train_state"] = ocp.args.StandardRestore(abstract_train_state)
+    try:
+      out = self._mngr.restore(int(step), args=ocp.args.Composite(**items))
+      scaler = jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x, np.float32)), meta["scaler_stats"],
+                            is_leaf=lambda x: isinstance(x, list))
+    except Exception as e:  # orbax/tensorstore raise many types for missing or corrupt files
+      raise CorruptCheckpointError(f"cannot restore world-model checkpoint '{self.step_path(step)}': "
+                                   f"{type(e).__name__}: {e}") from e
+    variables = {"params": dict(out["variables"]["params"]), "scaler": scaler}
+    return variables, (out["train_state"] if abstract_train_state is not None else None)
 
   def restore(self, step: int | None, abstract_variables: Any, abstract_train_state: Any = None) -> tuple[Any, Any]:
     """Restores `(variables, train_state)` at `step` onto the given abstract trees (train_state None if not asked).
 
     `abstract_variables` is `{"params": ..., ...}` (e.g. `jax.eval_shape(wm.init, key)`); the scaler comes from the
-    metadata JSON.
+    metadata JSON. `step=None` is `restore_latest` (falls back past corrupt steps); an explicit step raises
+    `CorruptCheckpointError` naming its path when it cannot be restored.
     """
-    step = self._resolve(step)
-    items = {"variables": ocp.args.StandardRestore({"params": abstract_variables["params"]}),
-             "meta": ocp.args.JsonRestore()}
-    if abstract_train_state is not None:
-      items["train_state"] = ocp.args.StandardRestore(abstract_train_state)
-    out = self._mngr.restore(step, args=ocp.args.Composite(**items))
-    scaler = jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x, np.float32)), out["meta"]["scaler_stats"],
-                          is_leaf=lambda x: isinstance(x, list))
-    variables = {"params": dict(out["variables"]["params"]), "scaler": scaler}
-    return variables, (out["train_state"] if abstract_train_state is not None else None)
+    if step is None:
+      _, variables, train_state = self.restore_latest(abstract_variables, abstract_train_state)
+      return variables, train_state
+    return self._restore_at(self._resolve(step), abstract_variables, abstract_train_state)
+
+  def restore_latest(self, abstract_variables: Any, abstract_train_state: Any = None,
+                     discard_corrupt: bool = False) -> tuple[int, Any, Any]:
+    """`(step, variables, train_state)` of the newest kept step that restores.
+
+    Steps that fail (truncated/bit-flipped tensorstore data, missing metadata) are skipped with a warning naming
+    their path. With `discard_corrupt`, those newer steps are then moved to `<directory>_corrupt/` (only once an
+    older step restored with the same abstract trees, so a config mismatch never discards anything).
+
+    Raises:
+      FileNotFoundError: no checkpoint at all.
+      CorruptCheckpointError: no kept step restores (names the directory and every step's error).
+    """
+    errors = []
+    for s in self._steps_desc():
+      try:
+        variables, train_state = self._restore_at(s, abstract_variables, abstract_train_state)
+      except CorruptCheckpointError as e:
+        errors.append((s, e))
+        continue
+      self._warn_fallback(errors, s)
+      if discard_corrupt and errors:
+        self._discard([bad for bad, _ in errors])
+      return s, variables, train_state
+    raise self._none_restores(errors)
+
+  def _steps_desc(self) -> list[int]:
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
+      raise FileNotFoundError(f"no world-model checkpoint in {self.directory}")
+    return steps
+
+  def _warn_fallback(self, errors: list, step: int) -> None:
+    for bad, e in errors:
+      msg = (f"world-model checkpoint '{self.step_path(bad)}' is corrupt or incomplete; falling back to step "
+             f"{step} ('{self.step_path(step)}'): {e}")
+      warnings.warn(msg, RuntimeWarning, stacklevel=3)
+      print(f"[world_model] WARNING {msg}", flush=True)
+
+  def _none_restores(self, errors: list) -> CorruptCheckpointError:
+    detail = "\n  ".join(f"step {s}: {e}" for s, e in errors)
+    return CorruptCheckpointError(f"no kept world-model checkpoint in '{self.directory}' can be restored "
+                                  f"(steps {[s for s, _ in errors]}):\n  {detail}")
+
+  def _discard(self, steps: list[int]) -> None:
+    dest_root = self.directory.rstrip(os.sep) + "_corrupt"
+    os.makedirs(dest_root, exist_ok=True)
+    for s in steps:
+      dest = os.path.join(dest_root, f"{int(s)}-{secrets.token_hex(3)}")
+      os.replace(self.step_path(s), dest)
+      print(f"[world_model] moved corrupt checkpoint '{self.step_path(s)}' to '{dest}'", flush=True)
+    self._mngr.reload()
 
   def _resolve(self, step: int | None) -> int:
     step = self.latest_step() if step is None else int(step)
@@ -147,12 +247,12 @@ def load(directory: str, step: int | None = None) -> tuple[dict[str, Any], ml_co
   """Loads `(variables, model_cfg, dims)` from a run or checkpoints directory alone (latest step by default)."""
   ckpt = Checkpointer(_ckpt_dir(directory), create=False)
   try:
-    meta = ckpt.restore_meta(step)
+    meta = ckpt.restore_meta(step)  # latest readable metadata by default (the architecture is shared by all steps)
     model_cfg = ml_collections.ConfigDict(meta["model_cfg"])
     dims = dims_from_json(meta["dims"])
     wm = model_lib.make_world_model(model_cfg, dims)
     abstract = jax.eval_shape(wm.init, jax.random.key(0))
-    variables, _ = ckpt.restore(step, abstract)
+    variables, _ = ckpt.restore(step, abstract)  # step None: falls back past corrupt steps, with a warning
   finally:
     ckpt.close()
   return {"params": dict(variables["params"]), "scaler": dict(variables["scaler"])}, model_cfg, dims
@@ -167,7 +267,5 @@ def load_checked(directory: str, model_cfg: Any, dims: Mapping[str, Any],
 
 
 def save_config(workdir: str, config: Any) -> None:
-  """Writes the full resolved config to `workdir/config.json`."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(_jsonable(config), f, indent=2, sort_keys=True)
+  """Writes the full resolved config to `workdir/config.json` (atomically, `fileio.write_json`)."""
+  fileio.write_json(os.path.join(workdir, "config.json"), _jsonable(config))

@@ -8,8 +8,8 @@ from simdist_jax.adapt import recorder as rec
 DIMS = {"proprio": 3, "extero": 0, "action": 2, "command": 1, "extero_shape": ()}
 
 
-def _record(r, n, offset=0.0):
-  r.start_episode(seed=1)
+def _record(r, n, offset=0.0, seed=1):
+  r.start_episode(seed=seed)
   for t in range(n):
     r.record(np.arange(3) + t + offset, np.zeros(0), [t, -t], [0.5], t * 0.02)
   return r.end_episode()
@@ -20,7 +20,7 @@ def test_round_trip_and_index_order(tmp_path):
   p0 = _record(r, 7)
   p1 = _record(r, 4, offset=100.0)
   assert p0.name == "episode_000000.npz" and p1.name == "episode_000001.npz"
-  assert not list(tmp_path.glob(".tmp_*"))
+  assert not list(tmp_path.glob(".*"))  # no temp files left
   eps, skipped = rec.load_episodes(tmp_path, DIMS)
   assert skipped == [] and len(eps) == 2
   np.testing.assert_array_equal(eps[0]["proprio"][3], [3, 4, 5])
@@ -81,3 +81,34 @@ def test_aggregate_front_pads_with_first_observation(tmp_path):
     assert np.all(a[w][:max(first_real - 1, 0)] == 0)
   # windows starting inside the padding exist (history reaches before the episode start)
   assert (p[:, 0] == 0).any()
+
+
+def test_episode_files_follow_the_umask(tmp_path):
+  import os
+  old = os.umask(0o022)
+  try:
+    p = _record(rec.EpisodeRecorder(tmp_path, DIMS), 3)
+  finally:
+    os.umask(old)
+  assert oct(p.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_rerecording_replaces_exactly_the_missing_seed(tmp_path, capsys):
+  seeds = [100, 101, 102, 103]
+  r = rec.EpisodeRecorder(tmp_path, DIMS)
+  paths = [_record(r, 5, offset=10.0 * s, seed=s) for s in seeds]
+  assert rec.missing_seeds(tmp_path, seeds, DIMS) == []
+  paths[1].write_bytes(paths[1].read_bytes()[:80])  # seed 101's file is truncated
+  _record(r, 5, offset=0.0, seed=103)  # and seed 103 was recorded twice (the old refill bug)
+  missing = rec.missing_seeds(tmp_path, seeds, DIMS)
+  assert missing == [101]
+  assert sorted(p.name for p in (tmp_path / rec.QUARANTINE).iterdir()) == ["episode_000001.npz", "episode_000004.npz"]
+  out = capsys.readouterr().out
+  assert "episode_000001.npz" in out and "second episode of seed 103" in out
+  for s in missing:  # what the adapt refill does
+    _record(r, 5, offset=10.0 * s, seed=s)
+  eps, skipped = rec.load_episodes(tmp_path, DIMS)
+  assert skipped == [] and sorted(e["meta"]["seed"] for e in eps) == seeds  # each seed exactly once
+  by_seed = {e["meta"]["seed"]: e for e in eps}
+  assert by_seed[101]["proprio"][0, 0] == 1010.0 and by_seed[103]["proprio"][0, 0] == 1030.0  # the first 103 kept
+  assert rec.missing_seeds(tmp_path, seeds, DIMS) == [] and rec.missing_seeds(tmp_path, seeds + [104], DIMS) == [104]

@@ -23,11 +23,12 @@ def test_resume_after_interruption_is_byte_identical(tmp_path):
   assert (out / ".resume.npz").exists() and not (out / storage.MANIFEST).exists()
   with pytest.raises(storage.DatasetError, match="missing dataset manifest .*resume"):
     storage.read_manifest(out)
-  # A half-written shard left by a crash (hidden temp dir) must not matter.
-  (out / ".shard_00001.tmp").mkdir()
-  (out / ".shard_00001.tmp" / "proprio.npy").write_bytes(b"garbage")
+  # A half-written shard left by a killed run (its unique hidden temp dir) must not matter, and is swept.
+  leftover = out / f".shard_00001.tmp-{2 ** 22 + 77}-0f0f"
+  leftover.mkdir()
+  (leftover / "proprio.npy").write_bytes(b"garbage")
   man = generate_into(out)
-  assert man is not None and not (out / ".resume.npz").exists()
+  assert man is not None and not (out / ".resume.npz").exists() and not leftover.exists()
   a, b = _files(full), _files(out)
   assert sorted(a) == sorted(b) and len(a) == 3 * 10 + 2
   for k in a:
@@ -37,6 +38,34 @@ def test_resume_after_interruption_is_byte_identical(tmp_path):
   assert man["scaler"] == ref["scaler"]
   # Re-running a complete generation is a no-op that verifies the data.
   assert generate_into(out)["transitions"] == 40 * 300
+
+
+def test_truncated_resume_file_is_discarded_and_regenerated(tmp_path):
+  full = generated_dataset()
+  out = tmp_path / "resumed"
+  assert generate_into(out, stop_after_shards=2) is None
+  resume = out / ".resume.npz"
+  resume.write_bytes(resume.read_bytes()[:300])  # e.g. a power loss on a file system without ordered writes
+  logs = []
+  from simdist_jax.data.generate import generate
+  from tests.data import generator
+  env, ladder, critic, gcfg, gen = generator()
+  man = generate(env, ladder, critic, gcfg, out, seed=0, config_record={"tag": "toy"}, log=logs.append,
+                 generator=gen)
+  warning = [l for l in logs if "WARNING" in l]
+  assert len(warning) == 1 and f"'{resume}'" in warning[0] and "regenerating from shard 0" in warning[0]
+  assert (out / ".resume.npz.corrupt").exists() and not resume.exists()
+  a, b = _files(full), _files(out)
+  assert sorted(a) == sorted(b) and all(a[k] == b[k] for k in a)  # byte-identical to an uninterrupted run
+  assert [s["sha256"] for s in man["shards"]] == [s["sha256"] for s in storage.read_manifest(full)["shards"]]
+
+
+def test_corrupt_manifest_names_the_file(tmp_path):
+  d = _copy(tmp_path)
+  raw = (d / storage.MANIFEST).read_text()
+  (d / storage.MANIFEST).write_text(raw[: len(raw) // 2])
+  with pytest.raises(storage.DatasetError, match=f"corrupt dataset manifest '{d / storage.MANIFEST}': invalid JSON"):
+    storage.read_manifest(d)
 
 
 def test_manifest_contents_and_compactness():

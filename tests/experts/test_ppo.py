@@ -207,3 +207,73 @@ def test_expert_eval_is_stale_after_a_real_domain_change(tmp_path):
   assert not evaluate.is_complete(moved, tmp_path)  # the expert is kept, its real evaluation is redone
   fewer = config_lib.load_config("experiments/configs/cartpole.py:small", ["expert.eval_real_episodes=2"])
   assert not evaluate.is_complete(fewer, tmp_path)
+
+
+DEAD_PID = 2 ** 22 + 4242  # above the default pid_max: no such process
+
+
+def _killed_copy(run, tmp_path):
+  import shutil
+  wd = tmp_path / "wd"
+  shutil.copytree(run["workdir"], wd)
+  return wd, wd / "expert"
+
+
+def test_killed_expert_save_resumes_from_its_last_resume_point(run, tmp_path, capsys):
+  # A kill inside the final iteration's saves: ladder iter 40 and the critic not yet written, the resume state
+  # (iteration 40) caught between the two renames of `save` (moved aside, the new copy still incomplete), and
+  # ladder iter 20 caught the same way (moved aside, no new copy). Nothing is under the final names.
+  import shutil
+  wd, ed = _killed_copy(run, tmp_path)
+  shutil.rmtree(ckpt.ladder_path(ed, 40))
+  shutil.rmtree(ed / "critic")
+  os.replace(ed / "resume", ed / f".resume.old-{DEAD_PID}-0a")
+  (ed / f".resume.tmp-{DEAD_PID}-0b" / "params").mkdir(parents=True)  # killed before its meta.json
+  os.replace(ckpt.ladder_path(ed, 20), ed / "ladder" / f".iter_000020.old-{DEAD_PID}-0c")
+  assert not ppo.is_complete(run["cfg"], wd)
+
+  def never(it):  # a silent restart from iteration 0 would reach the hook at iteration 5
+    raise AssertionError(f"PPO trained again (hook at iteration {it})")
+
+  ppo.train(run["cfg"], wd, on_checkpoint=never, env=PointEnv())
+  out = capsys.readouterr().out
+  assert "resuming from iteration 40" in out and "recovered: restored" in out
+  assert ckpt.list_ladder(ed) == LADDER and ppo.is_complete(run["cfg"], wd)
+  assert ckpt.read_meta(ed / "resume")["iteration"] == 40
+  assert not [p for p in ed.iterdir() if p.name.startswith(".")]
+  assert not [p for p in (ed / "ladder").iterdir() if p.name.startswith(".")]
+  for a, b in zip(jax.tree.leaves(ckpt.load_policy(ed, -1)[0]), jax.tree.leaves(ckpt.load_policy(run["ed"], -1)[0])):
+    np.testing.assert_array_equal(a, b)  # the final actor re-exported from the recovered resume state
+
+
+def test_recovery_prefers_the_complete_new_copy(run, tmp_path):
+  # Killed between the renames with the new copy complete: the new state (not the moved-aside old one) wins.
+  import shutil
+  _, ed = _killed_copy(run, tmp_path)
+  shutil.copytree(ed / "resume", ed / f".resume.old-{DEAD_PID}-1a")
+  old_meta = json.loads((ed / f".resume.old-{DEAD_PID}-1a" / "meta.json").read_text())
+  (ed / f".resume.old-{DEAD_PID}-1a" / "meta.json").write_text(json.dumps({**old_meta, "iteration": 20}))
+  os.replace(ed / "resume", ed / f".resume.tmp-{DEAD_PID}-1b")
+  it, _ = ppo.load_resume(ed, run["cfg"], ppo.env_dims(PointEnv()))
+  assert it == 40 and sorted(p.name for p in ed.iterdir() if "resume" in p.name) == ["resume"]
+
+
+def test_nonfinite_params_are_never_saved_and_stop_ppo(run, tmp_path, monkeypatch):
+  import shutil
+  wd, ed = _killed_copy(run, tmp_path)
+  dims = ppo.env_dims(PointEnv())
+  sched = ppo.Schedule.from_config(run["cfg"].expert)
+  it, (norm, policy, value) = ppo.load_resume(ed, run["cfg"], dims)
+  bad = jax.tree.map(lambda x: np.full_like(np.asarray(x), np.nan), policy)
+  with pytest.raises(ckpt.NonFiniteParamsError, match=r"refusing to save the resume checkpoint .*resume' at PPO "
+                     r"iteration 40: non-finite parameters \(\['policy'\]"):
+    ppo.save_resume(ed, run["cfg"], dims, sched, it, (norm, bad, value))
+  assert ckpt.read_meta(ed / "resume")["iteration"] == 40 and not [p for p in ed.iterdir() if p.name[0] == "."]
+  # A diverged resume state on disk (written before this guard existed): PPO stops instead of saving NaN actors.
+  with monkeypatch.context() as m:
+    m.setattr(ckpt, "nonfinite_leaves", lambda tree, limit=8: [])
+    ppo.save_resume(ed, run["cfg"], dims, sched, it, (norm, bad, value))
+  shutil.rmtree(ckpt.ladder_path(ed, 40))
+  with pytest.raises(ckpt.NonFiniteParamsError, match=r"actor checkpoint .*iter_000040"):
+    ppo.train(run["cfg"], wd, env=PointEnv())
+  assert 40 not in ckpt.list_ladder(ed) and not (ed / "ladder" / "iter_000040").exists()

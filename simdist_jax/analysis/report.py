@@ -27,7 +27,8 @@ def _pyplot():
 
 
 def _load(path: pathlib.Path):
-  return json.loads(path.read_text()) if path.exists() else None
+  from simdist_jax import fileio  # pylint: disable=import-outside-toplevel
+  return fileio.read_json(path) if path.exists() else None  # a truncated file: CorruptFileError naming it
 
 
 def _expert_refs(expert_eval: dict | None) -> dict:

@@ -1,14 +1,18 @@
 # simdist_jax: two commands on a fresh machine with Python 3.11:
-#   make demo   -> creates .venv, installs the pinned stack + package, runs the CartPole pipeline (small preset)
-#   make test   -> same set-up, runs the default (fast) test suite
+#   make demo       -> creates .venv, installs the pinned stack + package, runs the CartPole pipeline (small preset)
+#   make test       -> same set-up, runs the default (fast) test suite
+#   make test-slow  -> the slow suite (end-to-end runs, MJX compiles); CI (.ci/run) runs both
+#   make lint       -> ruff (rules in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "simdist_jax needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1). Use make PYTHON=python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -24,7 +28,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --durations=20
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py

@@ -27,15 +27,41 @@ class ConfigError(ValueError):
 
 
 def load_module(path: str | os.PathLike):
-  """Imports a config file by path."""
+  """Imports a config file by path, from any working directory, without `experiments` being installed.
+
+  A config file inside a package tree (`<root>/experiments/configs/go2.py`, with `__init__.py` files up to
+  `<root>/experiments/`) imports its sections absolutely (`from experiments.configs.sections import stages`).
+  While the file runs, `<root>` is put first on `sys.path`, so that `experiments` is the one next to the file;
+  once imported, its submodules resolve through the package itself, so lazy imports inside `get_config` keep
+  working after `sys.path` is restored.
+
+  Raises:
+    ConfigError: the file does not exist, has no `get_config`, or its top-level package (`experiments`) is
+      already imported from a different folder (two checkouts, or a user package of the same name).
+  """
+  import sys  # pylint: disable=import-outside-toplevel
   path = pathlib.Path(path)
   if not path.is_file():
     avail = sorted(p.stem for p in _CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
     raise ConfigError(f"config file '{path}' does not exist; available task configs in "
                       f"{_CONFIG_DIR}: {avail}")
+  path = path.absolute()
+  root, top = path.parent, None
+  while (root / "__init__.py").is_file():
+    root, top = root.parent, root.name
+  if top is not None and top in sys.modules:
+    loaded = [str(pathlib.Path(p).resolve()) for p in getattr(sys.modules[top], "__path__", [])]
+    if str((root / top).resolve()) not in loaded:
+      raise ConfigError(f"config file '{path}' imports the package '{top}' from {root / top}, but a different "
+                        f"'{top}' is already imported from {loaded or sys.modules[top]}")
   spec = importlib.util.spec_from_file_location(f"simdist_cfg_{path.stem}", path)
   mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  sys.path.insert(0, str(root))
+  try:
+    spec.loader.exec_module(mod)
+  finally:
+    if str(root) in sys.path:
+      sys.path.remove(str(root))
   if not hasattr(mod, "get_config"):
     raise ConfigError(f"config file '{path}' has no get_config(preset) function")
   return mod

@@ -293,11 +293,19 @@ def train(cfg: Any, workdir: Any, on_checkpoint: Callable[[int], None] | None = 
     for k, v in metrics.items():
       if k.startswith("training/") and k != "training/sps":
         flat["expert/" + k.replace("training/", "loss/" if "loss" in k else "train/")] = float(v)
-    writer.write(it * sched.steps_per_iteration, flat)
+    writer.write(it * sched.steps_per_iteration, flat)  # drops the non-finite entries
     if now - state["last_print"] >= log_every or it == sched.num_iterations:
       state["last_print"] = now
+      # brax reports training returns only for finished episodes; before the first one ends, show the
+      # deterministic sim return of the latest ladder checkpoint (iteration 0 at the start) when there is one.
+      if math.isfinite(ep_ret):
+        ret = f"train return {ep_ret:.1f}"
+      elif state["eval"] is not None:
+        ret = f"eval return {state['eval'][1]:.1f} (iter {state['eval'][0]}; no training episode finished yet)"
+      else:
+        ret = "train return n/a (no episode finished yet)"
       _log(f"iter {it}/{sched.num_iterations} | env steps {it * sched.steps_per_iteration:,}/"
-           f"{sched.num_iterations * sched.steps_per_iteration:,} | train return {ep_ret:.1f} | "
+           f"{sched.num_iterations * sched.steps_per_iteration:,} | {ret} | "
            f"{flat['expert/train/sps']:,.0f} steps/s | elapsed {format_duration(now - state['t0'])} | "
            f"ETA {format_duration(eta) if math.isfinite(eta) else '?'}")
 

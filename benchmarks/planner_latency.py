@@ -20,8 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
+import sys
 import time
 from typing import Any, NamedTuple
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # experiments/ (config files) is not installed
 
 import jax
 import jax.numpy as jnp

@@ -35,27 +35,28 @@ BAD = [
     ("model.policy_net.num_heads=3", r"model\.policy_net\.num_heads=3: must be a divisor of model\.latent_dim=32"),
     ("model.lr.warmup_steps=5000", r"model\.lr\.warmup_steps=5000: must be <= model\.lr\.decay_steps=3000"),
     ("model.finetune.lr.peak=0.0", r"model\.finetune\.lr\.peak=0\.0: must be > 0"),
-    ("model.heads=bogus", r"model: model\.heads must be 'sequence' or 'mlp', got 'bogus'"),  # make_spec's own
+    ("model.heads=bogus", r"invalid config: model\.heads must be 'sequence' or 'mlp', got 'bogus'"),  # make_spec's own
     ("model.finetune.train=everything", r"model\.finetune\.train='everything': must be one of \['dynamics', "
                                         r"'dynamics\+encoder', 'all'\]"),
     ("model.aug_noise.proprio=(0.01,)", r"model\.aug_noise\.proprio=\(0\.01,\): .*one per proprio channel "
                                         r"\(the task's P=5\)"),
-    ("data.num_steps=1001", r"data\.num_steps=1001: must be a multiple of data\.shard_steps=250"),
+    ("data.num_steps=1001", r"data\.num_steps \(1001\) must be a multiple of data\.shard_steps \(250\)"),  # GenConfig
     ("data.num_envs=0", r"data\.num_envs=0: must be an integer >= 1"),
-    ("data.p_expert=1.5", r"data\.p_expert=1\.5: must be in \[0, 1\]"),
+    ("data.p_expert=1.5", r"data\.p_expert must be in \[0, 1\], got 1\.5"),
     ("data.sigma_min=2.0", r"data\.sigma_max=1\.0: must be >= data\.sigma_min=2\.0"),
-    ("data.noisy_len=(5,1)", r"data\.noisy_len=\(5, 1\): must be an inclusive integer range \(lo, hi\) with "
-                             r"1 <= lo <= hi"),
+    ("data.noisy_len=(5,1)", r"data\.noisy_len must be an inclusive range 1 <= lo <= hi, got \(5, 1\)"),
     ("data.eval_fraction=0.0", r"data\.eval_fraction=0\.0: must be in \(0, 1\)"),
-    ("expert.num_minibatches=7", r"expert\.num_envs=256: must be divisible by expert\.num_minibatches=7"),
-    ("expert.checkpoint_iterations=(0,700)", r"expert\.checkpoint_iterations=\(0, 700\): must be iterations in "
-                                             r"\[0, expert\.num_iterations=600\]"),
-    ("expert.num_iterations=-5", r"expert\.num_iterations=-5: must be an integer >= 1"),
+    # Schedule's own checks
+    ("expert.num_minibatches=7", r"expert\.num_envs \(256\) must be divisible by expert\.num_minibatches \(7\)"),
+    ("expert.checkpoint_iterations=(0,700)", r"expert\.checkpoint_iterations \[700\] lie outside "
+                                             r"\[0, num_iterations=600\]"),
+    ("expert.num_iterations=-5", r"expert\.num_iterations must be >= 1, got -5"),
+    ("expert.num_minibatches=0", r"expert\.num_minibatches=0: must be an integer >= 1"),
     ("expert.discounting=0.0", r"expert\.discounting=0\.0: must be in \(0, 1\]"),
     ("expert.activation=gelu", r"expert\.activation='gelu': must be one of \['elu', 'relu', 'swish', 'tanh'\]"),
     ("expert.eval_real_episodes=0", r"expert\.eval_real_episodes=0: must be an integer >= 1"),
-    ("domain.sim.pole_mass=(0.2,0.1)", r"domain\.sim\.pole_mass=\(0\.2, 0\.1\): must be a finite value or an "
-                                       r"inclusive range \(low, high\) with low <= high"),
+    ("domain.sim.pole_mass=(0.2,0.1)", r"domain\.sim\.pole_mass=\(0\.2, 0\.1\): domain 'sim': parameter 'pole_mass' "
+                                       r"has low 0\.2 > high 0\.1"),  # Domain's own
     ("domain.real.hinge_friction=0.0", r"domain\.real\.hinge_friction=0\.0: domain 'real': hinge_friction must be "
                                        r"> 0"),  # CartPole.validate_domain's own
     ("env.ctrl_dt=0.015", r"env\.ctrl_dt=0\.015: must be a positive multiple of the physics timestep 0\.01 s"),
@@ -83,7 +84,7 @@ def test_every_problem_is_listed_at_once():
     _load("planner.discount=5", "model.batch_size=0", "data.p_expert=-1.0")
   msg = str(err.value)
   assert msg.startswith("3 invalid config values:")
-  for key in ("planner.discount=5.0", "model.batch_size=0", "data.p_expert=-1.0"):
+  for key in ("planner.discount=5.0", "model.batch_size=0", "data.p_expert must be in [0, 1], got -1.0"):
     assert key in msg
 
 

@@ -4,13 +4,20 @@ Rounds j = 1..J of: deploy the MPPI planner with the current world model for M e
 (the MuJoCo C twin with `config.domain.real`), record only (o_t, a_t, c_t, time), finetune ONLY the latent
 dynamics on all real data so far (targets from the frozen encoder), evaluate. Round 0 is the pretrained model.
 
-Evaluation after every round, on a fixed protocol:
-  * task metric: mean/std return of `adapt.eval_episodes` real episodes with fixed seeds; at round 0 also the
-    pretrained planner's return in the sim domain over `adapt.sim_eval_episodes` seeds (the reference);
+Evaluation after every round, on a fixed protocol (`simdist_jax/adapt/evaluation.py`):
+  * task metric: return and success (`Task.success`, e.g. the CartPole pole up) of `adapt.eval_episodes` real
+    episodes with fixed seeds (randomized initial states from the env config), and from round 1 on the paired
+    bootstrap 95 % CI of the change against round 0 (same seeds, same initial states);
   * latent prediction loss per horizon step k = 1..T on held-out real episodes (recorded once with the
     pretrained planner on separate seeds, never trained on): mean over windows and latent dims of
-    (z_hat_{t+k} - E(o_{t+k}))^2, E the frozen encoder;
-  * whether every frozen parameter is bitwise unchanged.
+    (z_hat_{t+k} - E(o_{t+k}))^2, E the frozen encoder, NEXT TO persistence (z_hat_{t+k} = z_t); and the same on
+    counterfactual chunks (the held-out states restored in the twin, actions perturbed by
+    `adapt.counterfactual_sigma`), the response to other actions that the planner ranks;
+  * whether every frozen parameter is bitwise unchanged, and the planner's non-finite fallbacks.
+At round 0 also the reference lines on the same seeds: the pretrained planner in the sim domain
+(`adapt.sim_eval_episodes`), the policy head alone, the task's trivial controllers, and the oracle with the true
+simulator scored by the frozen heads (`adapt.oracle_episodes`, `simdist_jax.analysis.oracle`): "gap closed" is
+(final - round 0) / (oracle - round 0), measured against that reachable ceiling.
 Real data is counted in minutes (steps x control period).
 
 Layout under `<workdir>/adapt/`: `heldout/` and `rounds/round_<j>/episodes/` hold episode files,
@@ -25,16 +32,20 @@ import json
 import pathlib
 import shutil
 import time
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax import fileio
+from simdist_jax.adapt import evaluation
 from simdist_jax.adapt import recorder as rec
+from simdist_jax.adapt.evaluation import run_episode  # noqa: F401  (the one host rollout; re-exported)
 from simdist_jax.data import windows
-from simdist_jax.envs.registry import make_real_env, make_task
+from simdist_jax.envs.base import MjxEnv
+from simdist_jax.envs.registry import make_domain, make_real_env, make_task
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
 from simdist_jax.world_model import checkpoint as ckpt_lib
@@ -87,85 +98,6 @@ class ExplorationNoise:
     return np.clip(noised, self.low, self.high).astype(np.float32), True
 
 
-def run_episode(env, controller: Controller, key: jax.Array, recorder: rec.EpisodeRecorder | None = None,
-                meta: dict | None = None, explore: ExplorationNoise | None = None) -> dict:
-  """One closed-loop episode; returns {"return", "steps", "failed", "noised_steps"}. Records (o_t, a_t, c_t, t)
-  if asked, where a_t is the applied action (after `explore` noise, which the controller's history also holds)."""
-  key_env, key_plan = jax.random.split(key)
-  obs = env.reset(key_env)
-  controller.reset(key_plan)
-  if explore is not None:
-    explore.reset()
-  noised_steps = 0
-  if recorder is not None:
-    recorder.start_episode(**(meta or {}))
-  total, steps, failed = 0.0, 0, False
-  while True:
-    proprio, extero, command = (np.asarray(x) for x in env.task.split_state(obs["state"]))
-    action = controller(proprio, extero, command if command.size else None)
-    if explore is not None:
-      action, noised = explore(action)
-      noised_steps += int(noised)
-      if noised:
-        controller.replace_last_action(action)
-    if recorder is not None:
-      recorder.record(proprio, extero, action, command, steps * env.dt)
-    obs, reward, done, info = env.step(action)
-    total += reward
-    steps += 1
-    if done:
-      failed = info["failed"]
-      break
-  if recorder is not None:
-    recorder.end_episode()
-  return {"return": total, "steps": steps, "failed": failed, "noised_steps": noised_steps}
-
-
-def evaluate(env, controller: Controller, seeds: list[int]) -> dict:
-  """Mean/std return over episodes with fixed seeds (no recording)."""
-  rets = [run_episode(env, controller, jax.random.PRNGKey(s))["return"] for s in seeds]
-  return {"return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)), "returns": rets}
-
-
-def prediction_loss_per_step(wm: model_lib.WorldModel, variables, episodes: list[dict], H: int, T: int,
-                             stride: int = 1) -> np.ndarray:
-  """Latent prediction loss per horizon step `[T]` on episodes (front-padded with H copies of o_0).
-
-  For every window start t (t = 0..N-T-1 in episode time, history from the padding before that), the loss at
-  step k is mean_z (z_hat_{t+k} - E(o_{t+k}))^2, averaged over windows and episodes.
-  """
-  def one(ph, ah, p_t, e_t, acts, p_fut, e_fut):
-    ctx = wm.context(variables, ph, ah, p_t, e_t)
-    z_hat = wm.predict_latents(variables, ctx, acts)
-    z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
-    return jnp.mean((z_hat - z_tgt) ** 2, axis=-1)
-
-  f = jax.jit(jax.vmap(one))
-  sums, count = np.zeros(T), 0
-  for ep in episodes:
-    n = len(ep["proprio"])
-    if n < T + 1:
-      continue
-    pad = lambda x, fill: np.concatenate([np.repeat(fill[None], H, 0), x], 0)  # noqa: E731
-    pro = pad(ep["proprio"], ep["proprio"][0])
-    ext = pad(ep["extero"], ep["extero"][0])
-    act = pad(ep["action"], np.zeros_like(ep["action"][0]))
-    starts = np.arange(0, n - T, stride)  # episode time t; padded index t + H
-    ph = np.stack([pro[t:t + H] for t in starts])
-    ah = np.stack([act[t:t + H] for t in starts])
-    p_t = pro[starts + H]
-    e_t = ext[starts + H]
-    acts = np.stack([act[t + H:t + H + T] for t in starts])
-    p_fut = np.stack([pro[t + H + 1:t + H + T + 1] for t in starts])
-    e_fut = np.stack([ext[t + H + 1:t + H + T + 1] for t in starts])
-    losses = np.asarray(f(ph, ah, p_t, e_t, acts, p_fut, e_fut))
-    sums += losses.sum(0)
-    count += len(starts)
-  if count == 0:
-    raise ValueError(f"no held-out episode is longer than T + 1 = {T + 1} steps")
-  return sums / count
-
-
 def frozen_unchanged(reference, variables, train: str) -> bool:
   """True when every leaf outside the trainable subtree is bitwise identical to `reference`."""
   _, ref_frozen = split_params(reference["params"], train)
@@ -200,127 +132,232 @@ def is_complete(cfg, workdir) -> bool:
   return json.loads(p.read_text()).get("complete", False)
 
 
+def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
+  """Deploys the current model for M episodes in the real world (with exploration noise) and records them;
+  exactly the seeds without a good episode on disk are (re-)recorded."""
+  acfg, seed, pcfg = ctx["cfg"].adapt, ctx["seed"], ctx["pcfg"]
+  r = rec.EpisodeRecorder(rdir / "episodes", ctx["dims"])
+  round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
+  missing = set(rec.missing_seeds(rdir / "episodes", round_seeds, ctx["dims"]))
+  t0, done = time.perf_counter(), 0
+  for i, s in enumerate(round_seeds):
+    if s not in missing:
+      continue
+    explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
+                               low=pcfg.action_low, high=pcfg.action_high, seed=s)
+    out = run_episode(ctx["real_env"], ctx["controller"], jax.random.PRNGKey(s), r,
+                      meta={"seed": s, "round": j}, explore=explore)
+    done += 1
+    eta = (time.perf_counter() - t0) / done * (len(missing) - done)
+    ctx["log"](f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
+               f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
+
+
+def _finetune(ctx: dict, j: int, rdir: pathlib.Path, variables: Any) -> tuple[Any, dict, list]:
+  """Finetunes (only) the dynamics on all real episodes so far; keeps the previous model on a non-finite loss."""
+  cfg, acfg, dims, H, T = ctx["cfg"], ctx["cfg"].adapt, ctx["dims"], ctx["H"], ctx["T"]
+  all_eps = []
+  for jj in range(1, j + 1):
+    all_eps.extend(rec.load_episodes(_round_dir(ctx["adir"], jj) / "episodes", dims)[0])
+  stats = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in ctx["variables0"]["scaler"].items()}
+  ds = rec.aggregate(all_eps, H=H, T=T, stats=stats, eval_fraction=0.0, key=jax.random.PRNGKey(ctx["seed"] + j))
+  if float(acfg.sim_mix) > 0.0:
+    if ctx.get("sim_windows") is None:
+      ctx["sim_windows"] = windows.load_from_config(cfg, ctx["workdir"])
+    ds = windows.MixedDataset(ds, ctx["sim_windows"], float(acfg.sim_mix))
+  start = ctx["variables0"] if acfg.finetune_from == "pretrained" else variables
+  steps = int(acfg.finetune_steps) * (j if acfg.finetune_from == "pretrained" else 1)
+  ctx["log"](f"round {j}: finetuning {ctx['train_mode']} for {steps} steps on {len(all_eps)} real episodes "
+             f"({rec.total_minutes(all_eps, ctx['ctrl_dt']):.2f} min)")
+  new, ft_metrics = finetune_variables(cfg, start, ds, steps, jax.random.PRNGKey(ctx["seed"] * 7919 + j))
+  if float(ft_metrics.get("finetune/nonfinite", 0.0)):
+    ctx["log"](f"round {j}: WARNING finetuning hit a non-finite loss; keeping the previous round's model")
+    new = variables
+  _save_round_model(rdir / "model", new, cfg.model, dims, step=j)
+  return new, ft_metrics, all_eps
+
+
+def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
+  """The fixed protocol of every round: real return and success on the evaluation seeds (paired with round 0),
+  held-out and counterfactual latent losses next to persistence, the planner's fallbacks."""
+  wm, H, T, controller = ctx["wm"], ctx["H"], ctx["T"], ctx["controller"]
+  controller.set_variables(variables)
+  fallbacks0 = controller.fallbacks
+  ev = evaluation.evaluate_episodes(ctx["real_env"], controller, ctx["eval_seeds"])
+  pred = evaluation.prediction_losses(wm, variables, ctx["held"], H, T)
+  row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
+         "real/success_mean": ev["success_mean"], "real/success": ev["success"],
+         "real/success_final": ev["success_final"],
+         "heldout/pred_loss_per_step": pred["model"].tolist(), "heldout/pred_loss_mean": float(pred["model"].mean()),
+         "heldout/persistence_per_step": pred["persistence"].tolist(),
+         "heldout/persistence_mean": float(pred["persistence"].mean()),
+         "heldout/pred_over_persistence": float(pred["model"].mean() / max(pred["persistence"].mean(), 1e-12))}
+  if ctx["cf_windows"]:
+    cf = evaluation.counterfactual_losses(wm, variables, ctx["cf_windows"])
+    row.update({"counterfactual/pred_loss_per_step": cf["model"].tolist(),
+                "counterfactual/pred_loss_mean": float(cf["model"].mean()),
+                "counterfactual/persistence_mean": float(cf["persistence"].mean()),
+                "counterfactual/pred_over_persistence": float(cf["model"].mean()
+                                                              / max(cf["persistence"].mean(), 1e-12))})
+  if round0 is not None and len(ev["returns"]) >= 2:
+    row["real/return_vs_round0"] = evaluation.paired_bootstrap_ci(ev["returns"], round0["real/returns"])
+    row["real/success_vs_round0"] = evaluation.paired_bootstrap_ci(ev["success"], round0["real/success"])
+  row["planner/nonfinite_fallbacks"] = controller.fallbacks - fallbacks0
+  return row
+
+
+def _references(ctx: dict) -> dict:
+  """Round-0 reference lines on the same evaluation seeds: the pretrained planner in sim, the policy head alone,
+  the task's trivial controllers, and the oracle with the true simulator and the frozen heads (`analysis.oracle`,
+  scorer `heads`: what perfect dynamics finetuning could reach), which "gap closed" divides by."""
+  from simdist_jax.analysis import oracle as oracle_lib  # pylint: disable=import-outside-toplevel
+  cfg, acfg, wm = ctx["cfg"], ctx["cfg"].adapt, ctx["wm"]
+  out = {}
+  sim = evaluation.evaluate_episodes(ctx["sim_env"], ctx["controller"], ctx["sim_eval_seeds"])
+  out.update({"sim/return_mean": sim["return_mean"], "sim/return_std": sim["return_std"],
+              "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
+  policy = evaluation.model_controller(ctx["pcfg"], wm, ctx["variables0"], ctx["dims"], jax.random.PRNGKey(0),
+                                       policy_only=True)
+  ev = evaluation.evaluate_episodes(ctx["real_env"], policy, ctx["eval_seeds"])
+  out["reference/policy_head/return_mean"], out["reference/policy_head/returns"] = ev["return_mean"], ev["returns"]
+  out["reference/policy_head/success_mean"] = ev["success_mean"]
+  for name, fn in ctx["task"].reference_controllers().items():
+    ev = evaluation.evaluate_episodes(ctx["real_env"], evaluation.FunctionController(fn), ctx["eval_seeds"])
+    out[f"reference/{name}/return_mean"], out[f"reference/{name}/success_mean"] = ev["return_mean"], ev["success_mean"]
+  n_or = int(acfg.oracle_episodes)
+  if n_or:
+    t0 = time.perf_counter()
+    task = ctx["task"]
+    mjx_env = MjxEnv(task, make_domain(cfg, "real", task), sim_domain=make_domain(cfg, "sim", task))
+    orc = oracle_lib.OracleController(ctx["pcfg"], wm, ctx["variables0"], ctx["real_env"], mjx_env, "heads",
+                                      jax.random.PRNGKey(0))
+    ev = evaluation.evaluate_episodes(ctx["real_env"], orc, ctx["eval_seeds"][:n_or])
+    out.update({"oracle/heads/return_mean": ev["return_mean"], "oracle/heads/returns": ev["returns"],
+                "oracle/heads/success_mean": ev["success_mean"], "oracle/heads/wall_s": time.perf_counter() - t0})
+  return out
+
+
+def summarize(rounds: list[dict]) -> dict:
+  """The curve's summary. Gap closed = (final - round 0) / (oracle(heads) - round 0), each mean over the oracle's
+  episodes (the first `adapt.oracle_episodes` evaluation seeds, the same initial states), or None without an
+  oracle or when round 0 is not below it."""
+  first, last = rounds[0], rounds[-1]
+  summary = {
+      "complete": True, "rounds": rounds,
+      "sim_planner_return": first["sim/return_mean"],
+      "real_return_round0": first["real/return_mean"], "real_return_final": last["real/return_mean"],
+      "real_success_round0": first["real/success_mean"], "real_success_final": last["real/success_mean"],
+      "pred_loss_round0": first["heldout/pred_loss_mean"], "pred_loss_final": last["heldout/pred_loss_mean"],
+      "pred_loss_ratio": first["heldout/pred_loss_mean"] / max(last["heldout/pred_loss_mean"], 1e-12),
+      "pred_over_persistence_round0": first["heldout/pred_over_persistence"],
+      "pred_over_persistence_final": last["heldout/pred_over_persistence"],
+      "frozen_unchanged_all_rounds": all(r["frozen_unchanged"] for r in rounds),
+      "final_vs_round0": last.get("real/return_vs_round0"),
+  }
+  oracle = first.get("oracle/heads/returns")
+  summary["oracle_heads_return"] = float(np.mean(oracle)) if oracle else None
+  gap = None
+  if oracle:
+    n = len(oracle)
+    r0, fin = float(np.mean(first["real/returns"][:n])), float(np.mean(last["real/returns"][:n]))
+    if float(np.mean(oracle)) > r0:
+      gap = (fin - r0) / (float(np.mean(oracle)) - r0)
+  summary["gap_closed_fraction"] = gap
+  return summary
+
+
 def run_stage(cfg, workdir) -> dict:
   """Runs (or resumes) the adaptation rounds; writes `<workdir>/adapt/adapt_results.json`."""
   workdir = pathlib.Path(workdir)
   adir = paths.adapt_dir(workdir)
   adir.mkdir(parents=True, exist_ok=True)  # its config.json: written by the stage table (simdist_jax.stages)
   acfg = cfg.adapt
-  dims = make_task(cfg).dims
-  variables0, _, dims = ckpt_lib.load_checked(str(paths.model_dir(workdir)), cfg.model, dims)
+  task = make_task(cfg)
+  variables0, _, dims = ckpt_lib.load_checked(str(paths.model_dir(workdir)), cfg.model, task.dims)
   wm = model_lib.make_world_model(cfg.model, dims)
   H, T = wm.spec.history, wm.spec.horizon
   pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=T)
-  train_mode = str(cfg.model.finetune.train)
-  real_env = make_real_env(cfg, "real")
-  sim_env = make_real_env(cfg, "sim")  # the MuJoCo C twin with sim-domain draws: the in-sim reference
-  ctrl_dt = real_env.dt
   seed = int(cfg.run.seed)
-  eval_seeds = [seed * 100_000 + 50_000 + i for i in range(int(acfg.eval_episodes))]
-  sim_eval_seeds = [seed * 100_000 + 50_000 + i for i in range(int(acfg.sim_eval_episodes))]
-  if not sim_eval_seeds or not eval_seeds:
-    raise ValueError(f"adapt.eval_episodes ({len(eval_seeds)}) and adapt.sim_eval_episodes "
-                     f"({len(sim_eval_seeds)}) must be >= 1")
-  sim_windows = None  # the sim dataset, loaded on first use when adapt.sim_mix > 0
+  real_env = make_real_env(cfg, "real")
+  ctx = {"cfg": cfg, "workdir": workdir, "adir": adir, "task": task, "dims": dims, "wm": wm, "H": H, "T": T,
+         "pcfg": pcfg, "seed": seed, "variables0": variables0, "train_mode": str(cfg.model.finetune.train),
+         "real_env": real_env, "sim_env": make_real_env(cfg, "sim"),  # the C twin with sim draws: in-sim reference
+         "ctrl_dt": real_env.dt,
+         "eval_seeds": [seed * 100_000 + 50_000 + i for i in range(int(acfg.eval_episodes))],
+         "sim_eval_seeds": [seed * 100_000 + 50_000 + i for i in range(int(acfg.sim_eval_episodes))],
+         "controller": Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
+                                  model_horizon=T),
+         "log": lambda msg: print(f"[adapt] {msg}", flush=True)}
+  log, controller = ctx["log"], ctx["controller"]
+
+  # Held-out real episodes for the prediction losses (recorded once, with the pretrained planner).
   heldout_seeds = [seed * 100_000 + 60_000 + i for i in range(int(acfg.heldout_episodes))]
-  controller = Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
-                          model_horizon=T)
-  log = lambda msg: print(f"[adapt] {msg}", flush=True)  # noqa: E731
-
-  # Held-out real episodes for the prediction loss (recorded once, with the pretrained planner).
   hdir = adir / "heldout"
-  held, _ = rec.load_episodes(hdir, dims, verbose=False)
-  if len(held) < len(heldout_seeds):
+  missing = rec.missing_seeds(hdir, heldout_seeds, dims)  # quarantines corrupt files and duplicate seeds
+  if missing:
     r = rec.EpisodeRecorder(hdir, dims)
-    for s in heldout_seeds[len(held):]:
+    for s in missing:
       run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "purpose": "heldout"})
-    held, _ = rec.load_episodes(hdir, dims)
-  log(f"{len(held)} held-out real episodes ({rec.total_minutes(held, ctrl_dt):.2f} min)")
+  held, _ = rec.load_episodes(hdir, dims)
+  ctx["held"] = held
+  cf_rng = np.random.default_rng(seed + 0xCF)
+  ctx["cf_windows"] = [evaluation.counterfactual_windows(real_env, ep, H, T, float(acfg.counterfactual_sigma),
+                                                         int(acfg.counterfactual_points), cf_rng,
+                                                         pcfg.action_low, pcfg.action_high)
+                       for ep in held] if int(acfg.counterfactual_points) else []
+  log(f"{len(held)} held-out real episodes ({rec.total_minutes(held, ctx['ctrl_dt']):.2f} min), "
+      f"{sum(len(w['acts']) for w in ctx['cf_windows'])} counterfactual chunks (sigma "
+      f"{float(acfg.counterfactual_sigma)})")
 
-  results_path = adir / "adapt_results.json"
   rounds: list[dict] = []
   variables = variables0
-  for j in range(int(acfg.rounds) + 1):
+  t_stage, n_rounds = time.perf_counter(), int(acfg.rounds) + 1
+  for j in range(n_rounds):
     rdir = _round_dir(adir, j)
     done_file = rdir / "round.json"
     if done_file.exists():
-      rounds.append(json.loads(done_file.read_text()))
+      rounds.append(fileio.read_json(done_file))
       if j > 0:
         variables, _, _ = ckpt_lib.load(str(rdir / "model"))
       log(f"round {j}: complete, skipped (return {rounds[-1]['real/return_mean']:.2f})")
       continue
     t0 = time.perf_counter()
+    all_eps, ft_metrics = [], {}
     if j > 0:
-      # 1) deploy the current model and record M episodes.
       controller.set_variables(variables)
-      r = rec.EpisodeRecorder(rdir / "episodes", dims)
-      have = len(rec.load_episodes(rdir / "episodes", dims, verbose=False)[0])
-      for i in range(have, int(acfg.episodes_per_round)):
-        s = seed * 100_000 + j * 1000 + i
-        explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
-                                   low=pcfg.action_low, high=pcfg.action_high, seed=s)
-        out = run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j},
-                          explore=explore)
-        log(f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
-            f"({out['noised_steps']}/{out['steps']} steps with exploration noise)")
-      # 2) finetune the dynamics on ALL real data so far, starting from the pretrained model.
-      all_eps = []
-      for jj in range(1, j + 1):
-        eps, skipped = rec.load_episodes(_round_dir(adir, jj) / "episodes", dims)
-        all_eps.extend(eps)
-      stats = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in variables0["scaler"].items()}
-      ds = rec.aggregate(all_eps, H=H, T=T, stats=stats, eval_fraction=0.0,
-                         key=jax.random.PRNGKey(seed + j))
-      if float(acfg.sim_mix) > 0.0:
-        if sim_windows is None:
-          sim_windows = windows.load_from_config(cfg, workdir)
-        ds = windows.MixedDataset(ds, sim_windows, float(acfg.sim_mix))
-      start = variables0 if acfg.finetune_from == "pretrained" else variables
-      steps = int(acfg.finetune_steps) * (j if acfg.finetune_from == "pretrained" else 1)
-      log(f"round {j}: finetuning {train_mode} for {steps} steps on {len(all_eps)} real episodes "
-          f"({rec.total_minutes(all_eps, ctrl_dt):.2f} min)")
-      variables, ft_metrics = finetune_variables(cfg, start, ds, steps, jax.random.PRNGKey(seed * 7919 + j))
-      _save_round_model(rdir / "model", variables, cfg.model, dims, step=j)
-    else:
-      all_eps, ft_metrics = [], {}
-    # 3) evaluate.
-    controller.set_variables(variables)
-    ev = evaluate(real_env, controller, eval_seeds)
-    pred = prediction_loss_per_step(wm, variables, held, H, T)
-    row = {"round": j, "real_minutes": rec.total_minutes(all_eps, ctrl_dt),
-           "real_episodes": len(all_eps), "real/return_mean": ev["return_mean"],
-           "real/return_std": ev["return_std"], "real/returns": ev["returns"],
-           "heldout/pred_loss_per_step": pred.tolist(), "heldout/pred_loss_mean": float(pred.mean()),
-           "frozen_unchanged": bool(frozen_unchanged(variables0, variables, train_mode)),
-           "finetune": {k: float(v) for k, v in ft_metrics.items()},
-           "planner/latency": controller.latency_summary(skip_first=5), "wall_s": time.perf_counter() - t0}
+      _collect(ctx, j, rdir)
+      variables, ft_metrics, all_eps = _finetune(ctx, j, rdir, variables)
+    row = {"round": j, "real_minutes": rec.total_minutes(all_eps, ctx["ctrl_dt"]), "real_episodes": len(all_eps)}
+    row.update(_evaluate(ctx, j, variables, rounds[0] if rounds else None))
+    row.update({"frozen_unchanged": bool(frozen_unchanged(variables0, variables, ctx["train_mode"])),
+                "finetune": {k: float(v) for k, v in ft_metrics.items()},
+                "planner/latency": controller.latency_summary(skip_first=5)})
     if j == 0:
-      sim = evaluate(sim_env, controller, sim_eval_seeds)
-      row["sim/return_mean"], row["sim/return_std"] = sim["return_mean"], sim["return_std"]
-      row["sim/returns"] = sim["returns"]
+      row.update(_references(ctx))
+    row["wall_s"] = time.perf_counter() - t0
     rdir.mkdir(parents=True, exist_ok=True)
     config_lib.atomic_write_text(done_file, json.dumps(row, indent=2))
     rounds.append(row)
-    log(f"round {j}: real return {row['real/return_mean']:.2f} +- {row['real/return_std']:.2f}, "
-        f"held-out pred loss {row['heldout/pred_loss_mean']:.4f}, frozen unchanged {row['frozen_unchanged']}"
-        + (f", sim return {row['sim/return_mean']:.2f}" if j == 0 else "") + f" ({row['wall_s']:.0f}s)")
+    vs0 = row.get("real/return_vs_round0")
+    eta = (time.perf_counter() - t_stage) / (j + 1) * (n_rounds - j - 1)
+    log(f"round {j}: real return {row['real/return_mean']:.2f} +- {row['real/return_std']:.2f}"
+        + (f" (vs round 0 {vs0['diff']:+.1f}, 95% CI [{vs0['lo']:+.1f}, {vs0['hi']:+.1f}])" if vs0 else "")
+        + f", success {row['real/success_mean']:.2f}, held-out pred loss {row['heldout/pred_loss_mean']:.4f} "
+        f"(persistence {row['heldout/persistence_mean']:.4f}), frozen unchanged {row['frozen_unchanged']}"
+        + (f", sim return {row['sim/return_mean']:.2f}, policy head {row['reference/policy_head/return_mean']:.2f}"
+           if j == 0 else "")
+        + (f", oracle(heads) {row['oracle/heads/return_mean']:.2f}" if "oracle/heads/return_mean" in row else "")
+        + f" ({row['wall_s']:.0f}s; ETA {eta:.0f}s)")
 
-  first, last = rounds[0], rounds[-1]
-  gap = first["sim/return_mean"] - first["real/return_mean"]
-  summary = {
-      "complete": True, "rounds": rounds,
-      "sim_planner_return": first["sim/return_mean"],
-      "real_return_round0": first["real/return_mean"], "real_return_final": last["real/return_mean"],
-      "gap_closed_fraction": (last["real/return_mean"] - first["real/return_mean"]) / gap if gap > 0 else None,
-      "pred_loss_round0": first["heldout/pred_loss_mean"], "pred_loss_final": last["heldout/pred_loss_mean"],
-      "pred_loss_ratio": first["heldout/pred_loss_mean"] / max(last["heldout/pred_loss_mean"], 1e-12),
-      "frozen_unchanged_all_rounds": all(r["frozen_unchanged"] for r in rounds),
-  }
-  config_lib.atomic_write_text(results_path, json.dumps(summary, indent=2))
+  summary = summarize(rounds)
+  config_lib.atomic_write_text(adir / "adapt_results.json", json.dumps(summary, indent=2))
   closed = summary["gap_closed_fraction"]
-  closed_s = "n/a (the real return is not below the sim planner's)" if closed is None else f"{closed:.0%}"
-  log(f"done: real return {summary['real_return_round0']:.2f} -> {summary['real_return_final']:.2f} "
-      f"(sim planner {summary['sim_planner_return']:.2f}, gap closed {closed_s}), "
-      f"pred loss {summary['pred_loss_round0']:.4f} -> {summary['pred_loss_final']:.4f} "
-      f"({summary['pred_loss_ratio']:.1f}x)")
+  closed_s = ("n/a (no oracle, or round 0 is not below it)" if closed is None else
+              f"{closed:.0%} of the way to the oracle with true dynamics ({summary['oracle_heads_return']:.1f})")
+  vs0 = summary["final_vs_round0"]
+  log(f"done: real return {summary['real_return_round0']:.2f} -> {summary['real_return_final']:.2f}"
+      + (f" (paired 95% CI of the change [{vs0['lo']:+.1f}, {vs0['hi']:+.1f}])" if vs0 else "")
+      + f", success {summary['real_success_round0']:.2f} -> {summary['real_success_final']:.2f}; gap closed "
+      f"{closed_s}; held-out pred loss / persistence {summary['pred_over_persistence_round0']:.2f} -> "
+      f"{summary['pred_over_persistence_final']:.2f}")
   return summary

@@ -84,6 +84,18 @@ class Task(abc.ABC):
              task_info: dict) -> tuple[jax.Array, dict]:
     """(reward r(s_t, a_t, s_{t+1}) scalar, flat metrics dict of scalars)."""
 
+  def success(self, metrics: Mapping[str, float]) -> bool | None:
+    """Per-step task success read from the step's reward metrics (host side), or None when the task defines
+    none. Evaluations report the fraction of successful steps and whether the last step succeeded."""
+    del metrics
+    return None
+
+  def reference_controllers(self) -> dict:
+    """Trivial controllers every evaluation reports beside the learned ones: {name: fn(state obs [P+E+C]) ->
+    action [A]} (numpy, host side). Default: zero action."""
+    a = int(self.dims["action"])
+    return {"zero_action": lambda obs: np.zeros((a,), np.float32)}
+
   def terminated(self, phys: Phys, params: Params) -> jax.Array:
     """Early termination (failure). Default: never."""
     del phys, params

@@ -28,6 +28,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 
 from simdist_jax.envs.base import Phys, Task
 from simdist_jax.envs.domain import Domain, Params
@@ -149,6 +150,16 @@ class CartPole(Task):
   def advance_info(self, task_info: dict, key: jax.Array, phys: Phys) -> dict:
     del key, phys
     return {"t": task_info["t"] + 1}
+
+  def success(self, metrics: Mapping[str, float]) -> bool:
+    """The pole is up: cos(theta) > 0.9, i.e. the `upright` metric (cos + 1) / 2 > 0.95."""
+    return bool(metrics["upright"] > 0.95)
+
+  def reference_controllers(self) -> dict:
+    """Zero action and the one-line energy pump a = clip(-3 theta_dot cos theta, -1, 1) on the observed state."""
+    def energy_pump(obs):
+      return np.clip(np.asarray([-3.0 * obs[4] * obs[1]], np.float32), -1.0, 1.0)
+    return {**super().reference_controllers(), "energy_pump": energy_pump}
 
   def clean_state(self, phys: Phys) -> jax.Array:
     """Noise-free [x, cos, sin, x_dot, theta_dot]."""

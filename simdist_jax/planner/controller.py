@@ -92,6 +92,7 @@ class Controller:
     self._act = act_fn if act_fn is not None else make_act(cfg, model, jit=jit)
     self.latencies_s: list[float] = []
     self.last_info: dict[str, Any] = {}
+    self.fallbacks = 0  # control steps whose search produced no finite plan (the shifted plan was applied)
     self.reset(key)
 
   def reset(self, key: jax.Array) -> None:
@@ -124,6 +125,7 @@ class Controller:
     action = np.asarray(jax.block_until_ready(action))
     self.latencies_s.append(time.perf_counter() - t0)
     self.last_info = info
+    self.fallbacks += int(info["planner/nonfinite_fallback"])
     return action
 
   def replace_last_action(self, applied: Any) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax.adapt import evaluation
 from simdist_jax.adapt import loop
 from simdist_jax.envs.registry import make_task
 from simdist_jax.world_model import checkpoint as ckpt_lib
@@ -21,8 +22,8 @@ TINY = ["env.episode_length=16", "model.history=3", "model.horizon=4", "model.la
         "model.value_net.mlp_dim=32", "model.policy_net.num_layers=1", "model.policy_net.num_heads=2",
         "model.policy_net.mlp_dim=32", "model.num_steps=1", "planner.num_samples=16", "planner.iterations=2",
         "planner.num_elites=4", "planner.horizon=4", "adapt.rounds=2", "adapt.episodes_per_round=1",
-        "adapt.eval_episodes=1", "adapt.sim_eval_episodes=2", "adapt.heldout_episodes=1", "adapt.finetune_steps=3",
-        "model.finetune.batch_size=8"]
+        "adapt.eval_episodes=2", "adapt.sim_eval_episodes=3", "adapt.heldout_episodes=1", "adapt.finetune_steps=3",
+        "adapt.oracle_episodes=1", "adapt.counterfactual_points=2", "model.finetune.batch_size=8"]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,23 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
   assert r2["real_episodes"] == 2 and np.isclose(r2["real_minutes"], 2 * 16 * 0.02 / 60)
   assert len(r2["heldout/pred_loss_per_step"]) == 4
   r0 = summary["rounds"][0]  # the sim reference runs adapt.sim_eval_episodes, the real evaluation eval_episodes
-  assert len(r0["sim/returns"]) == 2 and len(r0["real/returns"]) == 1
+  assert len(r0["sim/returns"]) == 3 and len(r0["real/returns"]) == 2
   assert r0["sim/return_mean"] == pytest.approx(np.mean(r0["sim/returns"]))
+  # every round reports success, persistence and the counterfactual loss; round 0 the reference lines
+  for r in summary["rounds"]:
+    assert len(r["real/success"]) == 2 and all(0.0 <= x <= 1.0 for x in r["real/success"])
+    assert len(r["heldout/persistence_per_step"]) == 4 and r["heldout/persistence_mean"] > 0
+    assert r["heldout/pred_over_persistence"] == pytest.approx(r["heldout/pred_loss_mean"]
+                                                               / r["heldout/persistence_mean"])
+    assert r["counterfactual/pred_loss_mean"] > 0 and r["planner/nonfinite_fallbacks"] == 0
+  assert len(r0["oracle/heads/returns"]) == 1 and len(r0["reference/policy_head/returns"]) == 2
+  assert {"reference/zero_action/return_mean", "reference/energy_pump/return_mean"} <= set(r0)
+  vs0 = r2["real/return_vs_round0"]
+  assert vs0["diff"] == pytest.approx(np.mean(r2["real/returns"]) - np.mean(r0["real/returns"]))
+  # gap closed is measured against the oracle on its own episodes (the first oracle_episodes seeds)
+  if summary["gap_closed_fraction"] is not None:
+    o, a, b = r0["oracle/heads/returns"][0], r0["real/returns"][0], r2["real/returns"][0]
+    assert summary["gap_closed_fraction"] == pytest.approx((b - a) / (o - a))
   # the finetuned model: dynamics changed, every other leaf bitwise identical
   v2, _, _ = ckpt_lib.load(str(paths.adapt_dir(wd) / "rounds" / "round_02" / "model"))
   for name in ("encoder", "history", "reward", "value", "policy"):
@@ -94,8 +110,38 @@ def test_prediction_loss_per_step_hand_check():
       return p
   ep = {"proprio": np.arange(10, dtype=np.float32)[:, None], "extero": np.zeros((10, 0), np.float32),
         "action": np.zeros((10, 1), np.float32)}
-  per = loop.prediction_loss_per_step(WM(), None, [ep], H=2, T=3)
-  np.testing.assert_allclose(per, [1.0, 4.0, 9.0], rtol=1e-6)  # (k)^2 for a unit-slope ramp
+  per = evaluation.prediction_losses(WM(), None, [ep], H=2, T=3)
+  np.testing.assert_allclose(per["model"], [1.0, 4.0, 9.0], rtol=1e-6)  # (k)^2 for a unit-slope ramp
+  # "no change" IS persistence: the baseline equals the model here
+  np.testing.assert_allclose(per["persistence"], [1.0, 4.0, 9.0], rtol=1e-6)
+
+
+def test_persistence_baseline_hand_case():
+  """A model that predicts the ramp exactly has loss 0 while persistence (z_hat_{t+k} = z_t) pays k^2 on a
+  unit-slope ramp z_t = t, and c^2 k^2 on a ramp of slope c (hand-computed)."""
+  class WM:
+    def context(self, v, ph, ah, p, e):
+      return p
+    def predict_latents(self, v, ctx, acts):
+      return ctx[None, :] + 2.0 * np.arange(1, acts.shape[0] + 1, dtype=np.float32)[:, None]
+    def encode(self, v, p, e):
+      return p
+  ep = {"proprio": 2.0 * np.arange(12, dtype=np.float32)[:, None], "extero": np.zeros((12, 0), np.float32),
+        "action": np.zeros((12, 1), np.float32)}
+  per = evaluation.prediction_losses(WM(), None, [ep], H=2, T=3)
+  np.testing.assert_allclose(per["model"], 0.0, atol=1e-6)
+  np.testing.assert_allclose(per["persistence"], [4.0, 16.0, 36.0], rtol=1e-6)
+
+
+def test_paired_bootstrap_ci_hand_case():
+  before = [10.0, 20.0, 30.0, 40.0]
+  out = evaluation.paired_bootstrap_ci([12.0, 22.0, 32.0, 42.0], before)  # every pair +2: the CI is the point
+  assert out["diff"] == pytest.approx(2.0) and out["lo"] == pytest.approx(2.0) and out["hi"] == pytest.approx(2.0)
+  assert out["excludes_zero"]
+  mixed = evaluation.paired_bootstrap_ci([11.0, 19.0, 31.0, 39.0], before)  # +1, -1, +1, -1
+  assert mixed["diff"] == pytest.approx(0.0) and mixed["lo"] < 0 < mixed["hi"] and not mixed["excludes_zero"]
+  with pytest.raises(ValueError, match="paired"):
+    evaluation.paired_bootstrap_ci([1.0], [2.0])
 
 
 def test_exploration_noise_schedule():
@@ -135,6 +181,10 @@ class _FakeEnv:
     def split_state(state):
       return state[:1], np.zeros(0, np.float32), np.zeros(0, np.float32)
 
+    @staticmethod
+    def success(metrics):
+      return None
+
   def reset(self, key):
     self.t, self.applied = 0, []
     return {"state": np.zeros(1, np.float32)}
@@ -142,7 +192,7 @@ class _FakeEnv:
   def step(self, action):
     self.applied.append(np.array(action))
     self.t += 1
-    return {"state": np.array(action, np.float32)}, 1.0, self.t >= 40, {"failed": False}
+    return {"state": np.array(action, np.float32)}, 1.0, self.t >= 40, {"failed": False, "metrics": {}}
 
 
 class _FakeController:
@@ -164,7 +214,7 @@ def test_run_episode_records_and_remembers_the_applied_action(tmp_path):
   env, ctrl = _FakeEnv(), _FakeController()
   r = rec.EpisodeRecorder(tmp_path, dims)
   ex = loop.ExplorationNoise(0.5, (3, 5), (3, 5), seed=1)
-  out = loop.run_episode(env, ctrl, jax.random.PRNGKey(0), r, explore=ex)
+  out = evaluation.run_episode(env, ctrl, jax.random.PRNGKey(0), r, explore=ex)
   eps, _ = rec.load_episodes(tmp_path, dims)
   recorded = eps[0]["action"][:, 0]
   applied = np.array(env.applied)[:, 0]

@@ -1,0 +1,230 @@
+"""Host rollouts and the evaluation protocol of the adaptation loop (and the oracles and diagnostics).
+
+* `run_episode`: one closed-loop episode of any controller in a `RealEnv` (the one host rollout: adapt collection,
+  evaluation, held-out recording, oracles); returns the return and the task's success metrics.
+* `evaluate_episodes`: fixed seeds (randomized initial states come from the env config), per-episode returns and
+  success (fraction of steps where `task.success` holds, and success at the last step).
+* `paired_bootstrap_ci`: mean difference of two evaluations on the same seeds, with a paired bootstrap 95 % CI.
+* `prediction_losses`: held-out latent prediction loss per horizon step k = 1..T NEXT TO persistence
+  (z_hat_{t+k} = z_t, the trivial baseline every dynamics model must beat).
+* `counterfactual_losses`: the same on perturbed action chunks from restored real states (what the planner ranks):
+  from states along held-out episodes (replayed exactly from their seed and recorded actions), the twin applies
+  a_{t..t+T-1} + sigma eps and the model must predict where that goes.
+
+Dimension letters: T horizon, H history, Z latent, P/E/A/C feature dims.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from simdist_jax.adapt import recorder as rec
+from simdist_jax.planner import mppi
+from simdist_jax.planner.controller import Controller
+
+
+def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder | None = None,
+                meta: dict | None = None, explore=None) -> dict:
+  """One closed-loop episode -> {"return", "steps", "failed", "noised_steps", "success_frac", "success_final"}.
+
+  Records (o_t, a_t, c_t, t) if asked, where a_t is the applied action (after `explore` noise, which the
+  controller's history also holds). `success_*` are NaN when the task defines no success (`Task.success`).
+  """
+  key_env, key_plan = jax.random.split(key)
+  obs = env.reset(key_env)
+  controller.reset(key_plan)
+  if explore is not None:
+    explore.reset()
+  noised_steps = 0
+  if recorder is not None:
+    recorder.start_episode(**(meta or {}))
+  total, steps, failed, successes, last = 0.0, 0, False, 0, None
+  while True:
+    proprio, extero, command = (np.asarray(x) for x in env.task.split_state(obs["state"]))
+    action = controller(proprio, extero, command if command.size else None)
+    if explore is not None:
+      action, noised = explore(action)
+      noised_steps += int(noised)
+      if noised:
+        controller.replace_last_action(action)
+    if recorder is not None:
+      recorder.record(proprio, extero, action, command, steps * env.dt)
+    obs, reward, done, info = env.step(action)
+    total += reward
+    steps += 1
+    last = env.task.success(info["metrics"])
+    successes += int(bool(last))
+    if done:
+      failed = info["failed"]
+      break
+  if recorder is not None:
+    recorder.end_episode()
+  has = last is not None
+  return {"return": total, "steps": steps, "failed": failed, "noised_steps": noised_steps,
+          "success_frac": successes / steps if has else float("nan"),
+          "success_final": float(bool(last)) if has else float("nan")}
+
+
+def evaluate_episodes(env, controller, seeds: Sequence[int]) -> dict:
+  """Per-episode returns and success over fixed seeds (no recording), with their means and stds."""
+  outs = [run_episode(env, controller, jax.random.PRNGKey(int(s))) for s in seeds]
+  rets = [o["return"] for o in outs]
+  return {"return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)), "returns": rets,
+          "success": [o["success_frac"] for o in outs], "success_final": [o["success_final"] for o in outs],
+          "success_mean": float(np.mean([o["success_frac"] for o in outs])), "seeds": [int(s) for s in seeds]}
+
+
+def policy_only_config(cfg: mppi.PlannerConfig) -> mppi.PlannerConfig:
+  """The policy head alone through the same code path: one iteration whose every candidate is pi's chunk."""
+  return dataclasses.replace(cfg, warm_start="policy", init_std=0.0, min_std=0.0, prior_std=0.0, iterations=1,
+                             num_samples=8, num_prior_samples=0, num_elites=1, prior_cost=0.0,
+                             prior_mean_candidate=False)
+
+
+def model_controller(cfg: mppi.PlannerConfig, wm: Any, variables: Any, dims: dict, key: jax.Array,
+                     policy_only: bool = False) -> Controller:
+  """The deployed planner (or the policy head alone) as a host controller."""
+  return Controller(policy_only_config(cfg) if policy_only else cfg, wm, variables, dims,
+                    history=wm.spec.history, key=key, model_horizon=wm.spec.horizon)
+
+
+class FunctionController:
+  """A fixed feedback law on the observed state as a host controller (the tasks' reference controllers)."""
+
+  def __init__(self, fn) -> None:
+    self.fn = fn
+    self.fallbacks = 0
+
+  def reset(self, key: jax.Array) -> None:
+    del key
+
+  def replace_last_action(self, applied: Any) -> None:
+    del applied
+
+  def __call__(self, proprio: Any, extero: Any = None, command: Any = None) -> np.ndarray:
+    parts = [np.asarray(x, np.float32).reshape(-1) for x in (proprio, extero, command) if x is not None]
+    return np.asarray(self.fn(np.concatenate(parts)), np.float32)
+
+
+def paired_bootstrap_ci(after: Sequence[float], before: Sequence[float], num: int = 10_000, seed: int = 0,
+                        level: float = 0.95) -> dict:
+  """Mean of after_i - before_i over paired episodes (same seed, same initial state) and its bootstrap CI."""
+  a, b = np.asarray(after, np.float64), np.asarray(before, np.float64)
+  if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+    raise ValueError(f"paired samples must be two [n >= 2] arrays of one length, got {a.shape} and {b.shape}")
+  d = a - b
+  rng = np.random.default_rng(seed)
+  means = d[rng.integers(0, d.size, size=(num, d.size))].mean(axis=1)
+  lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+  return {"diff": float(d.mean()), "lo": float(lo), "hi": float(hi), "excludes_zero": bool(lo > 0 or hi < 0)}
+
+
+# ---- latent prediction losses ------------------------------------------------------------------------------
+def _make_window_loss(wm: Any, variables: Any):
+  """jit(vmap) of one window -> (model loss [T], persistence loss [T]), each mean_z (. - E(o_{t+k}))^2."""
+  def one(ph, ah, p_t, e_t, acts, p_fut, e_fut):
+    ctx = wm.context(variables, ph, ah, p_t, e_t)
+    z_hat = wm.predict_latents(variables, ctx, acts)
+    z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
+    z_t = wm.encode(variables, p_t, e_t)
+    return jnp.mean((z_hat - z_tgt) ** 2, axis=-1), jnp.mean((z_t[None] - z_tgt) ** 2, axis=-1)
+  return jax.jit(jax.vmap(one))
+
+
+def _padded(ep: dict, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Front padding as the controller sees it: H copies of o_0, zero actions."""
+  pad = lambda x, fill: np.concatenate([np.repeat(fill[None], H, 0), x], 0)  # noqa: E731
+  return (pad(ep["proprio"], ep["proprio"][0]), pad(ep["extero"], ep["extero"][0]),
+          pad(ep["action"], np.zeros_like(ep["action"][0])))
+
+
+def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: int, stride: int = 1) -> dict:
+  """Held-out latent prediction loss per horizon step, model vs persistence -> {"model" [T], "persistence" [T]}.
+
+  For every window start t (t = 0..N-T-1 in episode time, history from the padding before that), the loss at
+  step k is mean_z (z_hat_{t+k} - E(o_{t+k}))^2, and persistence's is mean_z (E(o_t) - E(o_{t+k}))^2, averaged
+  over windows and episodes (E the model's encoder: each round's own, which dynamics-only finetuning keeps).
+  """
+  f = _make_window_loss(wm, variables)
+  sums, sums_p, count = np.zeros(T), np.zeros(T), 0
+  for ep in episodes:
+    n = len(ep["proprio"])
+    if n < T + 1:
+      continue
+    pro, ext, act = _padded(ep, H)
+    starts = np.arange(0, n - T, stride)  # episode time t; padded index t + H
+    model, persist = f(np.stack([pro[t:t + H] for t in starts]), np.stack([act[t:t + H] for t in starts]),
+                       pro[starts + H], ext[starts + H], np.stack([act[t + H:t + H + T] for t in starts]),
+                       np.stack([pro[t + H + 1:t + H + T + 1] for t in starts]),
+                       np.stack([ext[t + H + 1:t + H + T + 1] for t in starts]))
+    sums += np.asarray(model).sum(0)
+    sums_p += np.asarray(persist).sum(0)
+    count += len(starts)
+  if count == 0:
+    raise ValueError(f"no held-out episode is longer than T + 1 = {T + 1} steps")
+  return {"model": sums / count, "persistence": sums_p / count}
+
+
+def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num_points: int,
+                           rng: np.random.Generator, low: Any = -1.0, high: Any = 1.0) -> dict:
+  """Perturbed-chunk windows from restored states of one recorded episode (with its `meta["seed"]`).
+
+  The episode is replayed exactly in `env` (same reset key, recorded actions); at `num_points` evenly spaced
+  steps t the twin's state is saved, the chunk a_{t..t+T-1} + sigma eps (clipped to the action bounds) is applied
+  for T steps and the observations recorded, and the state restored. Returns stacked model inputs:
+  {"ph" [W,H,P], "ah" [W,H,A], "p_t", "e_t", "acts" [W,T,A], "p_fut" [W,T,P], "e_fut" [W,T,E]}.
+  """
+  seed = episode.get("meta", {}).get("seed")
+  if seed is None:
+    raise ValueError("counterfactual windows need episodes recorded with meta['seed'] (exact replay)")
+  n = len(episode["action"])
+  if n < T + 1:
+    raise ValueError(f"episode of {n} steps is shorter than T + 1 = {T + 1}")
+  points = set(np.linspace(0, n - T - 1, num_points).round().astype(int).tolist())
+  pro, ext, act = _padded(episode, H)
+  key_env, _ = jax.random.split(jax.random.PRNGKey(int(seed)))
+  obs = env.reset(key_env)
+  p_dim, e_dim = int(env.task.dims["proprio"]), int(env.task.dims["extero"])
+  out = {k: [] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut")}
+  for t in range(n - T):
+    if t in points:
+      snap = env.get_state()
+      chunk = np.clip(episode["action"][t:t + T] + sigma * rng.standard_normal(episode["action"][t:t + T].shape),
+                      low, high).astype(np.float32)
+      fut = []
+      for a in chunk:
+        o, _, _, _ = env.step(a)
+        fut.append(np.asarray(o["state"]))
+      env.set_state(snap)
+      fut = np.stack(fut)
+      out["ph"].append(pro[t:t + H])
+      out["ah"].append(act[t:t + H])
+      out["p_t"].append(pro[t + H])
+      out["e_t"].append(ext[t + H])
+      out["acts"].append(chunk)
+      out["p_fut"].append(fut[:, :p_dim])
+      out["e_fut"].append(fut[:, p_dim:p_dim + e_dim])
+    obs, _, _, _ = env.step(episode["action"][t])
+    if not np.allclose(np.asarray(obs["state"])[:p_dim], episode["proprio"][t + 1], atol=1e-4):
+      raise ValueError(f"replay of the episode with seed {seed} diverged from its recording at step {t + 1}")
+  return {k: np.stack(v) for k, v in out.items()}
+
+
+def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict]) -> dict:
+  """Latent loss per horizon step on `counterfactual_windows` -> {"model" [T], "persistence" [T]}."""
+  f = _make_window_loss(wm, variables)
+  sums, sums_p, count = None, None, 0
+  for w in windows:
+    model, persist = f(w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"], w["e_fut"])
+    s_m, s_p = np.asarray(model).sum(0), np.asarray(persist).sum(0)
+    sums = s_m if sums is None else sums + s_m
+    sums_p = s_p if sums_p is None else sums_p + s_p
+    count += int(w["acts"].shape[0])
+  if count == 0:
+    raise ValueError("no counterfactual windows")
+  return {"model": sums / count, "persistence": sums_p / count}

@@ -165,9 +165,14 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
-  """Checks a whole config before anything runs: the sections every task config needs, then every value
-  (`simdist_jax.validation.validate`: builds the typed configs of every stage and checks cross-section
-  constraints). Raises ConfigError naming each bad key, its value and the valid range."""
+  """Checks a whole config before anything runs.
+
+  First the sections every task config needs, then every value (`simdist_jax.validation.validate`: builds the
+  typed configs of every stage and checks cross-section constraints).
+
+  Raises:
+    ConfigError: naming each bad key, its value and the valid range.
+  """
   missing = [s for s in SECTIONS if s not in cfg]
   if missing:
     raise ConfigError(f"config is missing sections {missing}; every task config needs {list(SECTIONS)}")

@@ -175,9 +175,7 @@ def _domains(c: _Checks, task: Any) -> None:
   from simdist_jax.envs import registry  # pylint: disable=import-outside-toplevel
   for which in ("sim", "real"):
     section = c.get(f"domain.{which}")
-    if section is _MISSING:
-      continue
-    if task is None:
+    if section is _MISSING or task is None:
       continue
     try:
       registry.make_domain(c.cfg, which, task)

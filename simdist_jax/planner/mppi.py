@@ -41,8 +41,11 @@ Bound = float | tuple[float, ...]
 
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig:
-  """Static planner settings (hashable; a jit static argument). Build with `from_config(section, model_horizon=T)`;
-  a bad field raises ValueError naming it, its value and the valid range."""
+  """Static planner settings (hashable; a jit static argument).
+
+  Build with `from_config(section, model_horizon=T)`; a bad field raises ValueError naming it, its value and the
+  valid range.
+  """
 
   num_samples: int = 450  # Gaussian samples per iteration.
   num_prior_samples: int = 22  # policy-prior samples per control step (reused in every iteration).
@@ -99,11 +102,11 @@ class PlannerConfig:
          "False when there are no prior samples (prior_share * num_samples < 1)")
     low, high = (tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in (self.action_low, self.action_high))
     n = max(len(low), len(high))
+    pairs = zip(low * (n // len(low)), high * (n // len(high)), strict=False)  # a scalar bound broadcasts
     if {len(low), len(high)} - {1, n}:
       errors.append(f"action_low={self.action_low!r}, action_high={self.action_high!r}: must be scalars or "
                     "per-dimension sequences of one length")
-    elif not all(-float("inf") < lo <= hi < float("inf") for lo, hi in zip(low * (n // len(low)),
-                                                                               high * (n // len(high)))):
+    elif not all(-float("inf") < lo <= hi < float("inf") for lo, hi in pairs):
       errors.append(f"action_low={self.action_low!r}: must be finite and <= action_high={self.action_high!r} "
                     "in every dimension")
     if errors:

@@ -333,6 +333,13 @@ def _adapt(c: _Checks) -> None:
   for key in ("explore_noisy_len", "explore_clean_len"):
     c.need(f"adapt.{key}", INT_INTERVAL)
   c.need("adapt.sim_mix", _num_in(0.0, 1.0, hi_open=True))
+  c.need("adapt.oracle_episodes", COUNT)
+  c.need("adapt.counterfactual_points", COUNT)
+  c.need("adapt.counterfactual_sigma", NON_NEGATIVE)
+  oracle, evals = c.get("adapt.oracle_episodes"), c.get("adapt.eval_episodes")
+  if isinstance(oracle, int) and isinstance(evals, int) and oracle > evals:
+    c.errors.append(f"adapt.oracle_episodes={oracle}: must be <= adapt.eval_episodes={evals} (the oracle runs "
+                    "on the first evaluation seeds)")
 
 
 def validate(cfg: Any) -> None:

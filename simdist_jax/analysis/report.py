@@ -72,6 +72,13 @@ def write_report(workdir) -> pathlib.Path:
   ax.errorbar(minutes, [r["real/return_mean"] for r in rounds], yerr=[r["real/return_std"] for r in rounds],
               marker="o", capsize=3, label="SimDist planner (real)")
   ax.axhline(adapt["sim_planner_return"], color="g", ls="--", label="planner in sim (pretrained)")
+  r0 = rounds[0]
+  if adapt.get("oracle_heads_return") is not None:
+    ax.axhline(adapt["oracle_heads_return"], color="m", ls="-.", label="oracle: true dynamics + frozen heads (real)")
+  for key, color, label in (("reference/policy_head/return_mean", "c", "policy head alone (real)"),
+                            ("reference/energy_pump/return_mean", "y", "energy pump one-liner (real)")):
+    if key in r0:
+      ax.axhline(r0[key], color=color, ls=":", label=label)
   if "sim" in refs:
     ax.axhline(refs["sim"], color="k", ls=":", label="expert in sim")
   if "real" in refs:
@@ -89,6 +96,9 @@ def write_report(workdir) -> pathlib.Path:
     per = r["heldout/pred_loss_per_step"]
     ax.plot(range(1, len(per) + 1), per, marker=".",
             label=f"round {r['round']} ({r['real_minutes']:.1f} min): mean {r['heldout/pred_loss_mean']:.4f}")
+  if "heldout/persistence_per_step" in rounds[0]:
+    per = rounds[0]["heldout/persistence_per_step"]
+    ax.plot(range(1, len(per) + 1), per, "k--", label="persistence (z_hat_{t+k} = z_t)")
   ax.set_xlabel("horizon step k")
   ax.set_ylabel("latent prediction loss (held-out real)")
   ax.set_yscale("log")
@@ -110,7 +120,19 @@ def write_report(workdir) -> pathlib.Path:
       ("planner return, real, round 0", adapt["real_return_round0"], "domain.real"),
       ("planner return, real, final", adapt["real_return_final"],
        f"adapt.rounds={c('adapt', 'rounds')}, adapt.episodes_per_round={c('adapt', 'episodes_per_round')}"),
-      ("gap to sim planner closed", adapt["gap_closed_fraction"], ""),
+      ("planner success, real, round 0 -> final",
+       f"{_fmt(adapt.get('real_success_round0'))} -> {_fmt(adapt.get('real_success_final'))}",
+       "Task.success (CartPole: cos theta > 0.9), fraction of steps"),
+      ("final - round 0, paired 95% CI", _ci(adapt.get("final_vs_round0")),
+       f"adapt.eval_episodes={c('adapt', 'eval_episodes')} (same seeds every round)"),
+      ("oracle: true dynamics + frozen heads, real", adapt.get("oracle_heads_return"),
+       f"adapt.oracle_episodes={c('adapt', 'oracle_episodes')}"),
+      ("gap to the oracle closed", adapt["gap_closed_fraction"], "(final - round 0) / (oracle - round 0)"),
+      ("policy head alone, real", rounds[0].get("reference/policy_head/return_mean"), ""),
+      ("energy pump one-liner, real", rounds[0].get("reference/energy_pump/return_mean"), "Task.reference_controllers"),
+      ("held-out pred. loss / persistence, round 0 -> final",
+       f"{_fmt(adapt.get('pred_over_persistence_round0'))} -> {_fmt(adapt.get('pred_over_persistence_final'))}",
+       "below 1: better than copying z_t"),
       ("held-out pred. loss, round 0", adapt["pred_loss_round0"], f"adapt.heldout_episodes={c('adapt', 'heldout_episodes')}"),
       ("held-out pred. loss, final", adapt["pred_loss_final"], f"adapt.finetune_steps={c('adapt', 'finetune_steps')}"),
       ("pred. loss ratio (round 0 / final)", adapt["pred_loss_ratio"], ""),
@@ -118,13 +140,19 @@ def write_report(workdir) -> pathlib.Path:
   ]
   for name, val, src in rows:
     lines.append(f"| {name} | {_fmt(val)} | {src} |")
-  lines += ["", "## Rounds", "", "| round | real minutes | episodes | real return | held-out pred. loss | frozen unchanged | planner p50 ms |",
-            "|---|---|---|---|---|---|---|"]
+  lines += ["", "## Rounds", "",
+            "| round | real minutes | episodes | real return | vs round 0 (paired 95% CI) | success | held-out pred. "
+            "loss (/ persistence) | counterfactual loss (/ persistence) | frozen unchanged | fallbacks | planner p50 ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rounds:
     lat = r.get("planner/latency", {}).get("latency/p50_ms")
+    cf = r.get("counterfactual/pred_loss_mean")
     lines.append(f"| {r['round']} | {r['real_minutes']:.2f} | {r['real_episodes']} | {r['real/return_mean']:.2f} "
-                 f"± {r['real/return_std']:.2f} | {r['heldout/pred_loss_mean']:.4f} | {r['frozen_unchanged']} | "
-                 f"{_fmt(lat)} |")
+                 f"± {r['real/return_std']:.2f} | {_ci(r.get('real/return_vs_round0'))} | "
+                 f"{_fmt(r.get('real/success_mean'))} | {r['heldout/pred_loss_mean']:.4f} "
+                 f"({_fmt(r.get('heldout/pred_over_persistence'))}) | "
+                 f"{_fmt(cf)} ({_fmt(r.get('counterfactual/pred_over_persistence'))}) | {r['frozen_unchanged']} | "
+                 f"{_fmt(r.get('planner/nonfinite_fallbacks'))} | {_fmt(lat)} |")
   if data_report:
     lines += ["", "## Dataset", "", "```", json.dumps(data_report, indent=1)[:3000], "```"]
   if expert_eval:
@@ -147,6 +175,13 @@ def _get(d, ks):
       return None
     d = d[k]
   return d
+
+
+def _ci(d):
+  """'+12.3 [+4.5, +20.1]' for a paired_bootstrap_ci dict, '-' without one."""
+  if not d:
+    return "-"
+  return f"{d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]"
 
 
 def _fmt(v):

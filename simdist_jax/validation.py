@@ -335,6 +335,7 @@ def _adapt(c: _Checks) -> None:
   c.need("adapt.sim_mix", _num_in(0.0, 1.0, hi_open=True))
   c.need("adapt.oracle_episodes", COUNT)
   c.need("adapt.counterfactual_points", COUNT)
+  c.need("adapt.counterfactual_chunks", SIZE)
   c.need("adapt.counterfactual_sigma", NON_NEGATIVE)
   oracle, evals = c.get("adapt.oracle_episodes"), c.get("adapt.eval_episodes")
   if isinstance(oracle, int) and isinstance(evals, int) and oracle > evals:

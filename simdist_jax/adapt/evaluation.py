@@ -171,13 +171,16 @@ def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: 
 
 
 def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num_points: int,
-                           rng: np.random.Generator, low: Any = -1.0, high: Any = 1.0) -> dict:
+                           rng: np.random.Generator, low: Any = -1.0, high: Any = 1.0, chunks_per_point: int = 4
+                           ) -> dict:
   """Perturbed-chunk windows from restored states of one recorded episode (with its `meta["seed"]`).
 
   The episode is replayed exactly in `env` (same reset key, recorded actions); at `num_points` evenly spaced
-  steps t the twin's state is saved, the chunk a_{t..t+T-1} + sigma eps (clipped to the action bounds) is applied
-  for T steps and the observations recorded, and the state restored. Returns stacked model inputs:
-  {"ph" [W,H,P], "ah" [W,H,A], "p_t", "e_t", "acts" [W,T,A], "p_fut" [W,T,P], "e_fut" [W,T,E]}.
+  steps t the twin's state is saved, each of `chunks_per_point` chunks a_{t..t+T-1} + sigma eps (clipped to the
+  action bounds) is applied for T steps with the observations recorded, and the state is restored. Returns
+  stacked model inputs, W = points x chunks_per_point windows, `group` [W] the index of the state each came from:
+  {"ph" [W,H,P], "ah" [W,H,A], "p_t", "e_t", "acts" [W,T,A], "p_fut" [W,T,P], "e_fut" [W,T,E], "cmd" [W,T+1,C],
+  "group" [W]}.
   """
   seed = episode.get("meta", {}).get("seed")
   if seed is None:
@@ -185,46 +188,79 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
   n = len(episode["action"])
   if n < T + 1:
     raise ValueError(f"episode of {n} steps is shorter than T + 1 = {T + 1}")
-  points = set(np.linspace(0, n - T - 1, num_points).round().astype(int).tolist())
+  points = sorted(set(np.linspace(0, n - T - 1, num_points).round().astype(int).tolist()))
   pro, ext, act = _padded(episode, H)
   key_env, _ = jax.random.split(jax.random.PRNGKey(int(seed)))
   obs = env.reset(key_env)
   p_dim, e_dim = int(env.task.dims["proprio"]), int(env.task.dims["extero"])
-  out = {k: [] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut")}
+  out = {k: [] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut", "cmd", "group")}
   for t in range(n - T):
     if t in points:
       snap = env.get_state()
-      chunk = np.clip(episode["action"][t:t + T] + sigma * rng.standard_normal(episode["action"][t:t + T].shape),
-                      low, high).astype(np.float32)
-      fut = []
-      for a in chunk:
-        o, _, _, _ = env.step(a)
-        fut.append(np.asarray(o["state"]))
-      env.set_state(snap)
-      fut = np.stack(fut)
-      out["ph"].append(pro[t:t + H])
-      out["ah"].append(act[t:t + H])
-      out["p_t"].append(pro[t + H])
-      out["e_t"].append(ext[t + H])
-      out["acts"].append(chunk)
-      out["p_fut"].append(fut[:, :p_dim])
-      out["e_fut"].append(fut[:, p_dim:p_dim + e_dim])
+      for _ in range(chunks_per_point):
+        base = episode["action"][t:t + T]
+        chunk = np.clip(base + sigma * rng.standard_normal(base.shape), low, high).astype(np.float32)
+        fut = []
+        for a in chunk:
+          o, _, _, _ = env.step(a)
+          fut.append(np.asarray(o["state"]))
+        env.set_state(snap)
+        fut = np.stack(fut)
+        out["ph"].append(pro[t:t + H])
+        out["ah"].append(act[t:t + H])
+        out["p_t"].append(pro[t + H])
+        out["e_t"].append(ext[t + H])
+        out["acts"].append(chunk)
+        out["p_fut"].append(fut[:, :p_dim])
+        out["e_fut"].append(fut[:, p_dim:p_dim + e_dim])
+        out["cmd"].append(np.repeat(np.asarray(episode["command"][t], np.float32)[None], T + 1, 0))
+        out["group"].append(points.index(t))
     obs, _, _, _ = env.step(episode["action"][t])
     if not np.allclose(np.asarray(obs["state"])[:p_dim], episode["proprio"][t + 1], atol=1e-4):
       raise ValueError(f"replay of the episode with seed {seed} diverged from its recording at step {t + 1}")
   return {k: np.stack(v) for k, v in out.items()}
 
 
-def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict]) -> dict:
-  """Latent loss per horizon step on `counterfactual_windows` -> {"model" [T], "persistence" [T]}."""
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+  ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+  if ra.std() == 0 or rb.std() == 0:
+    return float("nan")
+  return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
+                          planner_cfg: mppi.PlannerConfig | None = None) -> dict:
+  """Latent loss per horizon step on `counterfactual_windows` -> {"model" [T], "persistence" [T]}; with a planner
+  config also "return_spearman": per restored state, the rank correlation between the returns the planner
+  computes for its chunks (frozen heads on z_hat) and the heads' returns on the TRUE futures E(o_{t+1..t+T}),
+  averaged over states: does the dynamics rank the chunks as perfect dynamics would?"""
   f = _make_window_loss(wm, variables)
-  sums, sums_p, count = None, None, 0
+  sums, sums_p, count, rhos = None, None, 0, []
+  if planner_cfg is not None:
+    def rets(ph, ah, p_t, e_t, acts, p_fut, e_fut, cmd):
+      ctx = wm.context(variables, ph, ah, p_t, e_t)
+      z_hat = wm.predict_latents(variables, ctx, acts)
+      z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
+      r_m, v_m = wm.predict_returns(variables, ctx, z_hat, acts, cmd)
+      r_t, v_t = wm.predict_returns(variables, ctx, z_tgt, acts, cmd)
+      return mppi.discounted_return(planner_cfg, r_m, v_m), mppi.discounted_return(planner_cfg, r_t, v_t)
+    g = jax.jit(jax.vmap(rets))
   for w in windows:
     model, persist = f(w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"], w["e_fut"])
     s_m, s_p = np.asarray(model).sum(0), np.asarray(persist).sum(0)
     sums = s_m if sums is None else sums + s_m
     sums_p = s_p if sums_p is None else sums_p + s_p
     count += int(w["acts"].shape[0])
+    if planner_cfg is not None:
+      r_model, r_true = (np.asarray(x) for x in g(w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"],
+                                                   w["e_fut"], w["cmd"]))
+      for grp in np.unique(w["group"]):
+        sel = w["group"] == grp
+        if sel.sum() >= 3:
+          rhos.append(_spearman(r_model[sel], r_true[sel]))
   if count == 0:
     raise ValueError("no counterfactual windows")
-  return {"model": sums / count, "persistence": sums_p / count}
+  out = {"model": sums / count, "persistence": sums_p / count}
+  if planner_cfg is not None:
+    out["return_spearman"] = float(np.nanmean(rhos)) if rhos else float("nan")
+  return out

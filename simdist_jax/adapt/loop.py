@@ -193,12 +193,13 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
          "heldout/persistence_mean": float(pred["persistence"].mean()),
          "heldout/pred_over_persistence": float(pred["model"].mean() / max(pred["persistence"].mean(), 1e-12))}
   if ctx["cf_windows"]:
-    cf = evaluation.counterfactual_losses(wm, variables, ctx["cf_windows"])
+    cf = evaluation.counterfactual_losses(wm, variables, ctx["cf_windows"], ctx["pcfg"])
     row.update({"counterfactual/pred_loss_per_step": cf["model"].tolist(),
                 "counterfactual/pred_loss_mean": float(cf["model"].mean()),
                 "counterfactual/persistence_mean": float(cf["persistence"].mean()),
                 "counterfactual/pred_over_persistence": float(cf["model"].mean()
-                                                              / max(cf["persistence"].mean(), 1e-12))})
+                                                              / max(cf["persistence"].mean(), 1e-12)),
+                "counterfactual/return_spearman": cf["return_spearman"]})
   if round0 is not None and len(ev["returns"]) >= 2:
     row["real/return_vs_round0"] = evaluation.paired_bootstrap_ci(ev["returns"], round0["real/returns"])
     row["real/success_vs_round0"] = evaluation.paired_bootstrap_ci(ev["success"], round0["real/success"])
@@ -303,7 +304,8 @@ def run_stage(cfg, workdir) -> dict:
   cf_rng = np.random.default_rng(seed + 0xCF)
   ctx["cf_windows"] = [evaluation.counterfactual_windows(real_env, ep, H, T, float(acfg.counterfactual_sigma),
                                                          int(acfg.counterfactual_points), cf_rng,
-                                                         pcfg.action_low, pcfg.action_high)
+                                                         pcfg.action_low, pcfg.action_high,
+                                                         int(acfg.counterfactual_chunks))
                        for ep in held] if int(acfg.counterfactual_points) else []
   log(f"{len(held)} held-out real episodes ({rec.total_minutes(held, ctx['ctrl_dt']):.2f} min), "
       f"{sum(len(w['acts']) for w in ctx['cf_windows'])} counterfactual chunks (sigma "
@@ -343,7 +345,10 @@ def run_stage(cfg, workdir) -> dict:
     log(f"round {j}: real return {row['real/return_mean']:.2f} +- {row['real/return_std']:.2f}"
         + (f" (vs round 0 {vs0['diff']:+.1f}, 95% CI [{vs0['lo']:+.1f}, {vs0['hi']:+.1f}])" if vs0 else "")
         + f", success {row['real/success_mean']:.2f}, held-out pred loss {row['heldout/pred_loss_mean']:.4f} "
-        f"(persistence {row['heldout/persistence_mean']:.4f}), frozen unchanged {row['frozen_unchanged']}"
+        f"(persistence {row['heldout/persistence_mean']:.4f})"
+        + (f", counterfactual return rank corr. {row['counterfactual/return_spearman']:.2f}"
+           if "counterfactual/return_spearman" in row else "")
+        + f", frozen unchanged {row['frozen_unchanged']}"
         + (f", sim return {row['sim/return_mean']:.2f}, policy head {row['reference/policy_head/return_mean']:.2f}"
            if j == 0 else "")
         + (f", oracle(heads) {row['oracle/heads/return_mean']:.2f}" if "oracle/heads/return_mean" in row else "")

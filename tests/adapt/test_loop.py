@@ -57,6 +57,8 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
     assert r["heldout/pred_over_persistence"] == pytest.approx(r["heldout/pred_loss_mean"]
                                                                / r["heldout/persistence_mean"])
     assert r["counterfactual/pred_loss_mean"] > 0 and r["planner/nonfinite_fallbacks"] == 0
+    rho = r["counterfactual/return_spearman"]
+    assert np.isnan(rho) or -1.0 <= rho <= 1.0
   assert len(r0["oracle/heads/returns"]) == 1 and len(r0["reference/policy_head/returns"]) == 2
   assert {"reference/zero_action/return_mean", "reference/energy_pump/return_mean"} <= set(r0)
   vs0 = r2["real/return_vs_round0"]
@@ -131,6 +133,41 @@ def test_persistence_baseline_hand_case():
   per = evaluation.prediction_losses(WM(), None, [ep], H=2, T=3)
   np.testing.assert_allclose(per["model"], 0.0, atol=1e-6)
   np.testing.assert_allclose(per["persistence"], [4.0, 16.0, 36.0], rtol=1e-6)
+
+
+def test_counterfactual_return_ranking_hand_case():
+  """Integrator stand-in z_{k+1} = z_k + a_k with returns = the sum of the latents: a model with the true dynamics
+  ranks every state's chunks exactly as the true futures do (Spearman 1), one with the sign of the actions flipped
+  ranks them in reverse (-1), and its latent loss is above persistence's while the true model's is 0."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  from simdist_jax.planner import mppi  # pylint: disable=import-outside-toplevel
+
+  class WM:
+    def __init__(self, sign):
+      self.sign = sign
+    def context(self, v, ph, ah, p, e):
+      return p
+    def predict_latents(self, v, ctx, acts):
+      return ctx[None, :] + self.sign * jnp.cumsum(acts, axis=0)
+    def encode(self, v, p, e):
+      return p
+    def predict_returns(self, v, ctx, z, acts, cmd):
+      return z[:, 0], z[:, 0]
+
+  T, rng = 3, np.random.default_rng(0)
+  p_t = np.repeat(rng.normal(size=(2, 1)), 4, axis=0).astype(np.float32)  # one state per group of 4 chunks
+  acts = rng.normal(size=(8, T, 1)).astype(np.float32)
+  w = {"ph": np.zeros((8, 2, 1), np.float32), "ah": np.zeros((8, 2, 1), np.float32), "p_t": p_t,
+       "e_t": np.zeros((8, 0), np.float32), "acts": acts, "p_fut": p_t[:, None, :] + np.cumsum(acts, axis=1),
+       "e_fut": np.zeros((8, T, 0), np.float32), "cmd": np.zeros((8, T + 1, 0), np.float32),
+       "group": np.repeat([0, 1], 4)}
+  cfg = mppi.PlannerConfig(num_samples=4, num_prior_samples=0, num_elites=1, horizon=T, discount=1.0)
+  good = evaluation.counterfactual_losses(WM(1.0), None, [w], cfg)
+  bad = evaluation.counterfactual_losses(WM(-1.0), None, [w], cfg)
+  assert good["return_spearman"] == pytest.approx(1.0) and bad["return_spearman"] == pytest.approx(-1.0)
+  np.testing.assert_allclose(good["model"], 0.0, atol=1e-6)
+  assert bad["model"].mean() > good["persistence"].mean() > 0
 
 
 def test_paired_bootstrap_ci_hand_case():

@@ -24,6 +24,9 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # N(0, sigma^2) (clipped), `counterfactual_points` evenly spaced states per episode; 0 points disables it.
   c.counterfactual_sigma = 0.3
   c.counterfactual_points = 20
+  # Perturbed chunks per restored state: with >= 3 the round also reports how well the planner's returns on
+  # predicted latents rank them against the frozen heads on the true futures (Spearman, mean over states).
+  c.counterfactual_chunks = 4
   # Episodes (fixed seeds, the first `eval_episodes` shared with the real evaluation) of the pretrained planner in
   # the sim domain at round 0: the reference the real return is compared with. More than `eval_episodes`, because
   # every sim episode draws a new domain (return std ~30 on CartPole, against ~3 in the fixed real world).

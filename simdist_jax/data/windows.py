@@ -35,6 +35,7 @@ Train/eval split: a seeded permutation of the episodes that have windows; `eval_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import pathlib
@@ -115,6 +116,36 @@ def _sample(data: Mapping[str, jax.Array], starts: jax.Array, firsts: jax.Array,
             length: int) -> dict:
   idx = jax.random.randint(key, (batch_size,), 0, starts.shape[0])
   return gather_windows(data, starts[idx], firsts[idx], length)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSampler:
+  """Pure, hashable form of `WindowDataset.sample` (usable inside jit / `lax.scan`, and as a jit static argument):
+  for `fn, arrays = dataset.sampler()`, `fn(arrays, key, B)` == `dataset.sample(key, B)`; `arrays` is the tuple
+  of array arguments of `_sample` before the key."""
+
+  length: int
+
+  def __call__(self, arrays: tuple, key: jax.Array, batch_size: int) -> dict:
+    return _sample(*arrays, key, batch_size, self.length)
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedSampler:
+  """Pure form of `MixedDataset.sample`: `self((primary arrays, secondary arrays), key, B)`."""
+
+  primary: Any
+  secondary: Any
+  share: float
+
+  def __call__(self, arrays: tuple, key: jax.Array, batch_size: int) -> dict:
+    n2 = int(round(batch_size * self.share))
+    k1, k2 = jax.random.split(key)
+    a = self.primary(arrays[0], k1, batch_size - n2)
+    if n2 == 0:
+      return a
+    b = self.secondary(arrays[1], k2, n2)
+    return {k: jnp.concatenate([a[k], b[k]], axis=0) for k in a}
 
 
 class WindowDataset:
@@ -229,6 +260,10 @@ class WindowDataset:
       raise ValueError(f"{self.source} has no held-out episodes (eval_fraction 0 or a single episode)")
     return _sample(self._data, self._starts_eval, self._firsts_eval, key, batch_size, self.L)
 
+  def sampler(self) -> tuple[WindowSampler, tuple]:
+    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan)."""
+    return WindowSampler(self.L), (self._data, self._starts_train, self._firsts_train)
+
   def summary(self) -> dict:
     return {"source": self.source, "H": self.H, "T": self.T, "train_episodes": int(self.train_episodes.size),
             "eval_episodes": int(self.eval_episodes.size), "train_windows": self.num_train_windows,
@@ -268,6 +303,11 @@ class MixedDataset:
       return a
     b = self.secondary.sample(k2, n2)
     return {k: jnp.concatenate([a[k], b[k]], axis=0) for k in a}
+
+  def sampler(self) -> tuple[MixedSampler, tuple]:
+    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan)."""
+    (f1, a1), (f2, a2) = self.primary.sampler(), self.secondary.sampler()
+    return MixedSampler(f1, f2, self.share), (a1, a2)
 
 
 def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int = 5, end_margin: int = 5,

@@ -4,19 +4,19 @@ The params tree is split into `trainable` (by default the `dynamics` subtree, i.
 official code finetunes) and `frozen` (everything else). The loss takes them as separate arguments and only
 argument 0 is differentiated, so the optimizer state exists only for the trainable tree and every frozen leaf is
 returned bit-identical. The optimizer is a fresh Adam with its own warmup-cosine schedule each call
-(`config.model.finetune.lr`). `config.model.finetune.train` selects "dynamics" | "dynamics+encoder" | "all"
-(the Fig. 10 unfreezing ablations).
+(`config.model.finetune.lr`). `config.model.finetune.train` selects "dynamics" | "dynamics+encoder" | "all" (the
+Fig. 10 unfreezing ablations). Steps run K per jit call in a guarded `lax.scan` (`finetune_chunk`, params and
+batches as arguments, static options as `train.StepOptions`); a non-finite loss returns the input variables
+unchanged (see `finetune_variables`).
 """
 
 import functools
-import json
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from simdist_jax.metrics import MetricsWriter
@@ -57,70 +57,140 @@ class FinetuneState:
   step: jax.Array
 
 
-def make_finetune_step(loss_fn: Any, tx: optax.GradientTransformation, schedule: optax.Schedule):
-  """Jitted `step(state, frozen, scaler, batch, key) -> (state, metrics)`; grads w.r.t. argument 0 only."""
-
-  def step_fn(state: FinetuneState, frozen: Any, scaler: Any, batch: Any, key: jax.Array) -> tuple[FinetuneState, dict]:
-    k = jax.random.fold_in(key, state.step)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, argnums=0, has_aux=True)(
-      state.trainable, frozen, scaler, batch, k, True)
-    updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
-    trainable = optax.apply_updates(state.trainable, updates)
-    metrics = {**metrics, "finetune/grad_norm": optax.global_norm(grads), "finetune/lr": schedule(state.step)}
-    return FinetuneState(trainable, opt_state, state.step + 1), metrics
-
-  return jax.jit(step_fn)
+class _FtParts(NamedTuple):
+  loss_fn: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
 
 
-_FT_FIELDS = ckpt_lib.ARCH_KEYS + ("dropout_attn", "dropout_mlp", "aug_noise", "grad_clip", "finetune")
-
-
-@functools.lru_cache(maxsize=8)
-def _compiled(key: str) -> tuple[Any, ...]:
-  """(tx, jitted finetune step, jitted eval) for a static config; cached so that adaptation rounds reuse them."""
-  d = json.loads(key)
-  mcfg = ml_collections.ConfigDict({k: v for k, v in d.items() if k != "dims"})
-  wm = model_lib.make_world_model(mcfg, ckpt_lib.dims_from_json(d["dims"]))
-  loss_fn = losses_lib.make_finetune_loss(wm, mcfg)
+def _finetune_parts(opts: train_lib.StepOptions) -> _FtParts:
+  """Eq. 3 loss, the fresh finetuning optimizer and its schedule for `opts` (traced once per compile)."""
+  mcfg = opts.model_cfg()
+  loss_fn = losses_lib.make_finetune_loss(model_lib.make_world_model(mcfg, opts.dims_dict()), mcfg)
   tx, schedule = train_lib.make_optimizer(mcfg.finetune.lr, float(mcfg.grad_clip or 0.0))
-  eval_fn = jax.jit(lambda tr, fr, sc, b, k: loss_fn(tr, fr, sc, b, k, False, "finetune/eval"))
-  return tx, make_finetune_step(loss_fn, tx, schedule), eval_fn
+  return _FtParts(loss_fn, tx, schedule)
+
+
+def optimizer(opts: train_lib.StepOptions) -> optax.GradientTransformation:
+  """The finetuning optimizer of `opts` (for `tx.init` of the trainable tree)."""
+  return _finetune_parts(opts).tx
+
+
+def _step(parts: _FtParts, state: FinetuneState, frozen: Any, scaler: Any, batch: Any, key_loss: jax.Array
+          ) -> tuple[FinetuneState, dict]:
+  """One Adam step on the trainable tree; grads w.r.t. argument 0 only; dropout / noise key fold_in(key, step)."""
+  k = jax.random.fold_in(key_loss, state.step)
+  (_, metrics), grads = jax.value_and_grad(parts.loss_fn, argnums=0, has_aux=True)(
+    state.trainable, frozen, scaler, batch, k, True)
+  updates, opt_state = parts.tx.update(grads, state.opt_state, state.trainable)
+  trainable = optax.apply_updates(state.trainable, updates)
+  metrics = {**metrics, "finetune/grad_norm": optax.global_norm(grads), "finetune/lr": parts.schedule(state.step),
+             "finetune/param_norm": optax.global_norm(trainable)}
+  return FinetuneState(trainable, opt_state, state.step + 1), metrics
+
+
+@functools.partial(jax.jit, static_argnames=("opts",))
+def finetune_step(opts: train_lib.StepOptions, state: FinetuneState, frozen: Any, scaler: Any, batch: Any,
+                  key_loss: jax.Array) -> tuple[FinetuneState, dict]:
+  """One unguarded finetuning step (one jit call); `finetune_chunk` scans the same step."""
+  return _step(_finetune_parts(opts), state, frozen, scaler, batch, key_loss)
+
+
+# Step metrics that must be finite for a finetuning step to count (`train.guarded_scan`).
+FINITE_KEYS = ("finetune/loss", "finetune/grad_norm", "finetune/param_norm")
+
+
+@functools.partial(jax.jit, static_argnames=("opts", "num_steps", "batch_size", "sample_fn"))
+def finetune_chunk(opts: train_lib.StepOptions, state: FinetuneState, frozen: Any, scaler: Any, data: Any,
+                   key_data: jax.Array, key_loss: jax.Array, *, num_steps: int, batch_size: int,
+                   sample_fn: Callable | None = None) -> tuple[FinetuneState, dict]:
+  """`num_steps` guarded finetuning steps in one `lax.scan` (`train.guarded_scan`): `(state, metrics [K])`.
+
+  `data`, `key_data`, `sample_fn`: as in `train.train_chunk` (step s trains on
+  `sample_fn(data, fold_in(key_data, s), batch_size)`, or on the pre-drawn `data[k]` without a `sample_fn`).
+  """
+  parts = _finetune_parts(opts)
+
+  def one(st: FinetuneState, x: Any) -> tuple[FinetuneState, dict]:
+    batch = x if sample_fn is None else sample_fn(data, jax.random.fold_in(key_data, st.step), batch_size)
+    return _step(parts, st, frozen, scaler, batch, key_loss)
+
+  xs = data if sample_fn is None else None
+  return train_lib.guarded_scan(one, state, xs, num_steps, FINITE_KEYS)
+
+
+@functools.partial(jax.jit, static_argnames=("opts",))
+def eval_step(opts: train_lib.StepOptions, trainable: Any, frozen: Any, scaler: Any, batch: Any, key: jax.Array
+              ) -> tuple[jax.Array, dict]:
+  """Deterministic Eq. 3 latent loss ("finetune/eval/..." metrics) on `batch`."""
+  return _finetune_parts(opts).loss_fn(trainable, frozen, scaler, batch, key, False, "finetune/eval")
 
 
 def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, num_steps: int,
-                       key: jax.Array) -> tuple[dict[str, Any], dict[str, float]]:
+                       key: jax.Array, label: str = "") -> tuple[dict[str, Any], dict[str, float]]:
   """Finetunes `variables` for `num_steps` on `dataset` windows; returns (new variables, metrics).
 
-  The scaler is kept (the sim scaler, as in the official code). Metrics: mean finetune loss over the last
-  `min(100, num_steps)` steps and, when the dataset has `sample_eval`, the held-out latent loss before/after.
+  Runs in chunks of K = min(`config.model.log_every`, remaining) steps, one `lax.scan` per jit call and one host
+  sync per chunk; batches are drawn inside the scan when the dataset has `sampler()` (see `train`), else on the
+  host. The scaler is kept (the sim scaler, as in the official code).
+
+  Contract on a non-finite loss or gradient (NaN/inf at any step): finetuning stops, a warning naming `label`
+  (e.g. "round 2") and the step is printed, and the INPUT `variables` are returned unchanged (the very same
+  arrays, bitwise) with metrics `{"finetune/nonfinite": 1.0, "finetune/nonfinite_step": step, ...}` (plus the
+  offending step's loss terms and the held-out latent loss before, when available); callers keep the previous
+  model and log it. No exception is raised.
+
+  Metrics otherwise: `finetune/nonfinite` 0.0, the mean of every step metric over the last `min(100, num_steps)`
+  steps and, when the dataset has held-out windows (`sample_eval`), the held-out latent loss before/after.
   """
   mcfg, fcfg = config.model, config.model.finetune
-  tx, step, eval_fn = _compiled(train_lib.static_key(mcfg, dataset.dims, _FT_FIELDS))
+  opts = train_lib.StepOptions.from_config(mcfg, dataset.dims)
+  tx = optimizer(opts)
   trainable, frozen = split_params(variables["params"], str(fcfg.train))
   scaler = variables["scaler"]
   key_data, key_loss, key_eval = jax.random.split(key, 3)
   del key
-  bs = int(fcfg.batch_size)
+  bs, num_steps = int(fcfg.batch_size), int(num_steps)
+  sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
 
   def held_out(tr: Any) -> float | None:
     if not hasattr(dataset, "sample_eval") or getattr(dataset, "num_eval_windows", None) == 0:
       return None  # no held-out windows (e.g. real data with eval_fraction 0)
-    vals = [float(eval_fn(tr, frozen, scaler, dataset.sample_eval(jax.random.fold_in(key_eval, i), bs), key_eval)[0])
-            for i in range(4)]
+    vals = [float(eval_step(opts, tr, frozen, scaler, dataset.sample_eval(jax.random.fold_in(key_eval, i), bs),
+                            key_eval)[0]) for i in range(4)]
     return sum(vals) / len(vals)
 
   before = held_out(trainable)
   state = FinetuneState(trainable, tx.init(trainable), jnp.zeros((), jnp.int32))
-  tail = max(1, min(100, int(num_steps)))
+  tail = max(1, min(100, num_steps))
   acc: dict[str, float] = {}
-  for i in range(int(num_steps)):
-    state, m = step(state, frozen, scaler, dataset.sample(jax.random.fold_in(key_data, i), bs), key_loss)
-    if i >= num_steps - tail:
-      for k, v in m.items():
-        acc[k] = acc.get(k, 0.0) + float(v) / tail
-  if acc and not all(map(lambda v: v == v and abs(v) != float("inf"), acc.values())):
-    raise train_lib.NonFiniteLossError(f"non-finite finetuning metrics after {num_steps} steps: {acc}")
-  metrics = dict(acc)
+  step = 0
+  while step < num_steps:
+    k = min(int(mcfg.log_every), num_steps - step)
+    if sample_fn is None:
+      data, k = train_lib.draw_batches(dataset, key_data, step, k, bs)
+    else:
+      data = arrays
+    state, m = finetune_chunk(opts, state, frozen, scaler, data, key_data, key_loss, num_steps=k, batch_size=bs,
+                              sample_fn=sample_fn)
+    m = jax.device_get(m)  # the one host sync of the chunk
+    bad = train_lib.first_nonfinite(m["finite"])
+    if bad is not None:
+      where = f" ({label})" if label else ""
+      print(f"[world_model] WARNING: non-finite finetuning loss {float(m['finetune/loss'][bad])} at step "
+            f"{step + bad}/{num_steps}{where}: keeping the input variables unchanged", flush=True)
+      out = {"finetune/nonfinite": 1.0, "finetune/nonfinite_step": float(step + bad)}
+      out.update({kk: float(v[bad]) for kk, v in m.items() if kk != "finite"})
+      if before is not None:
+        out["finetune/eval/loss/latent_before"] = before
+      return dict(variables), out
+    for i in range(k):
+      if step + i >= num_steps - tail:
+        for kk, v in m.items():
+          if kk != "finite":
+            acc[kk] = acc.get(kk, 0.0) + float(v[i]) / tail
+    step += k
+  metrics = {"finetune/nonfinite": 0.0, **acc}
   after = held_out(state.trainable)
   if before is not None:
     metrics["finetune/eval/loss/latent_before"] = before

@@ -1,20 +1,37 @@
-"""World-model pretraining (Eq. 2): jitted Adam step, periodic eval, TensorBoard + JSONL metrics, orbax checkpoints.
+"""World-model pretraining (Eq. 2): K Adam steps per jit call, periodic eval, TensorBoard + JSONL metrics, orbax
+checkpoints.
 
 `pretrain(config, workdir, dataset) -> TrainResult` reads `config.model` and `config.run.seed`. `dataset` provides
 `sample(key, batch_size) -> batch` ([B, L, ...] windows, see `losses.py`), `sample_eval(key, batch_size)`, `stats`
-(scaler stats dict) and `dims`. Re-running the same command in the same `workdir` resumes from the latest
-checkpoint and continues the step count; the data and dropout keys are `fold_in(seed_key, step)`, so a resumed run
-sees the same batches as an uninterrupted one.
+(scaler stats dict) and `dims`, and optionally `sampler() -> (sample_fn, arrays)`, a pure, hashable
+`sample_fn(arrays, key, batch_size)` equal to `sample(key, batch_size)` (`WindowDataset`, `MixedDataset` and
+`SyntheticDataset` have one): then the batches are drawn inside the compiled scan; otherwise they are drawn on the
+host and passed in stacked as [K, B, ...].
+
+Training runs in chunks of K steps, one `lax.scan` per jit call (`train_chunk`), with K the distance to the next
+log / eval / checkpoint boundary (K = `model.log_every` with the shipped presets), so the host syncs once per chunk.
+Inside the scan each step checks that its loss and gradient norm are finite; the first non-finite step and every
+later step of the chunk leave the state unchanged, so the chunk returns the last good state, and the host stops
+with `NonFiniteLossError` (last good state saved, the offending batch's statistics in the message).
+
+Re-running the same command in the same `workdir` resumes from the latest checkpoint and continues the step count;
+the data and dropout keys are `fold_in(key, step)` (separate `data` and `loss` keys), so a resumed run sees the same
+batches as an uninterrupted one.
+
+The compiled functions take the params, optimizer state and scaler as arguments and the static options as one
+hashable `StepOptions` (every `config.model` key except the loop-only `LOOP_KEYS`), a jit static argument.
 
 `SyntheticDataset` is a tiny linear system with known dynamics, rewards and values (tests and demos).
 """
 
+from __future__ import annotations
+
+import dataclasses
 import functools
-import json
 import math
 import os
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.struct
 import jax
@@ -88,47 +105,210 @@ def tree_norm(tree: Any) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pretraining.
+# Static options of the compiled functions.
+
+# `config.model` keys (dotted paths) that only steer the Python loop: step counts, how often to log / evaluate /
+# save, and batch sizes (a shape, on which jit keys by itself). Every OTHER key, present or future, is part of
+# `StepOptions`, so an option that a loss or an optimizer reads can never be left out of the compiled function's
+# cache key; a key wrongly left out of this list only costs a recompile.
+LOOP_KEYS = frozenset({"num_steps", "batch_size", "log_every", "eval_every", "eval_batches", "checkpoint_every",
+                       "keep_checkpoints", "finetune.num_steps", "finetune.batch_size"})
 
 
-def make_train_step(loss_fn: Any, tx: optax.GradientTransformation, schedule: optax.Schedule):
-  """Returns the jitted `step(state, scaler, batch, seed_key) -> (state, metrics)`, dropout key fold_in(seed, step)."""
-
-  def step_fn(state: TrainState, scaler: Any, batch: Any, seed_key: jax.Array) -> tuple[TrainState, dict]:
-    key = jax.random.fold_in(seed_key, state.step)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, scaler, batch, key, True)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "train/grad_norm": tree_norm(grads), "train/update_norm": tree_norm(updates),
-               "train/param_norm": tree_norm(params), "train/lr": schedule(state.step)}
-    del loss
-    return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
-
-  return jax.jit(step_fn)
+def _freeze(x: Any, where: str) -> Any:
+  if isinstance(x, np.ndarray):
+    x = x.tolist()
+  elif isinstance(x, np.generic):
+    x = x.item()
+  if isinstance(x, (list, tuple)):
+    return tuple(_freeze(v, f"{where}[{i}]") for i, v in enumerate(x))
+  if x is None or isinstance(x, (bool, int, float, str)):
+    return x
+  raise TypeError(f"model option {where} = {x!r} ({type(x).__name__}) is not a plain value; expected a bool, "
+                  f"number, string, None or a tuple of them")
 
 
-def static_key(model_cfg: Any, dims: Mapping[str, Any], fields: tuple[str, ...]) -> str:
-  """Hashable JSON of the config fields that shape a compiled step (used to reuse compiled functions)."""
-  cfg = ckpt_lib._jsonable(model_cfg)  # noqa: SLF001
-  return json.dumps({"dims": ckpt_lib.dims_to_json(dims), **{k: cfg.get(k) for k in fields}}, sort_keys=True)
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+  out = []
+  for k in sorted(d):
+    path = f"{prefix}{k}"
+    v = d[k]
+    if isinstance(v, Mapping):
+      out.extend(_flatten(v, path + "."))
+    elif path not in LOOP_KEYS:
+      out.append((path, _freeze(v, "model." + path)))
+  return out
 
 
-_STEP_FIELDS = ckpt_lib.ARCH_KEYS + ("dropout_attn", "dropout_mlp", "loss_weights", "aug_noise", "lr", "grad_clip",
-                                     "heads_stop_gradient")
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """Hashable static options of the compiled train / eval / finetune functions (a jit static argument).
+
+  Attributes:
+    model: every leaf of `config.model` outside `LOOP_KEYS`, as sorted (dotted path, value) pairs, lists as tuples.
+    dims: the env dims as sorted (name, value) pairs (`extero_shape` a tuple).
+  """
+
+  model: tuple[tuple[str, Any], ...]
+  dims: tuple[tuple[str, Any], ...]
+
+  @classmethod
+  def from_config(cls, model_cfg: Any, dims: Mapping[str, Any]) -> StepOptions:
+    """From `config.model` (ConfigDict or dict) and the dataset dims."""
+    cfg = model_cfg.to_dict() if isinstance(model_cfg, ml_collections.ConfigDict) else dict(model_cfg)
+    d = ckpt_lib.dims_from_json(ckpt_lib.dims_to_json(dims))
+    return cls(model=tuple(_flatten(cfg)), dims=tuple(sorted(d.items())))
+
+  def model_cfg(self) -> ml_collections.ConfigDict:
+    """The options as a nested ConfigDict (without `LOOP_KEYS`)."""
+    root: dict[str, Any] = {}
+    for path, v in self.model:
+      *parents, leaf = path.split(".")
+      node = root
+      for p in parents:
+        node = node.setdefault(p, {})
+      node[leaf] = v
+    return ml_collections.ConfigDict(root)
+
+  def dims_dict(self) -> dict[str, Any]:
+    return dict(self.dims)
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled(key: str) -> tuple[Any, ...]:
-  """(wm, jitted init, tx, schedule, jitted train step, jitted eval) for a static config; cached so that repeated
-  `pretrain` calls (resume, sweeps, tests) with the same shapes do not recompile."""
-  d = json.loads(key)
-  mcfg = ml_collections.ConfigDict({k: v for k, v in d.items() if k != "dims"})
-  dims = ckpt_lib.dims_from_json(d["dims"])
-  wm = model_lib.make_world_model(mcfg, dims)
-  loss_fn = losses_lib.make_pretrain_loss(wm, mcfg)
+class _Parts(NamedTuple):
+  wm: model_lib.WorldModel
+  loss_fn: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+
+
+def _pretrain_parts(opts: StepOptions) -> _Parts:
+  """World model, Eq. 2 loss, optimizer and schedule for `opts` (cheap Python; traced once per compile)."""
+  mcfg = opts.model_cfg()
+  wm = model_lib.make_world_model(mcfg, opts.dims_dict())
   tx, schedule = make_optimizer(mcfg.lr, float(mcfg.grad_clip or 0.0))
-  eval_fn = jax.jit(lambda p, s, b, k: loss_fn(p, s, b, k, False, "eval"))
-  return wm, jax.jit(wm.init), tx, schedule, make_train_step(loss_fn, tx, schedule), eval_fn
+  return _Parts(wm, losses_lib.make_pretrain_loss(wm, mcfg), tx, schedule)
+
+
+def make_world_model(opts: StepOptions) -> model_lib.WorldModel:
+  """The world model of `opts`."""
+  return model_lib.make_world_model(opts.model_cfg(), opts.dims_dict())
+
+
+@functools.partial(jax.jit, static_argnames=("opts",))
+def init_params(opts: StepOptions, key: jax.Array) -> dict[str, Any]:
+  """Freshly initialised `{"params": ...}` of the world model of `opts`."""
+  return make_world_model(opts).init(key)
+
+
+def optimizer(opts: StepOptions) -> optax.GradientTransformation:
+  """The pretraining optimizer of `opts` (for `tx.init`)."""
+  return _pretrain_parts(opts).tx
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Compiled steps.
+
+
+def _step(parts: _Parts, state: TrainState, scaler: Any, batch: Any, key_loss: jax.Array
+          ) -> tuple[TrainState, dict]:
+  """One Adam step on `batch`; dropout / noise key fold_in(key_loss, step)."""
+  key = jax.random.fold_in(key_loss, state.step)
+  (_, metrics), grads = jax.value_and_grad(parts.loss_fn, has_aux=True)(state.params, scaler, batch, key, True)
+  updates, opt_state = parts.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {**metrics, "train/grad_norm": tree_norm(grads), "train/update_norm": tree_norm(updates),
+             "train/param_norm": tree_norm(params), "train/lr": parts.schedule(state.step)}
+  return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+
+@functools.partial(jax.jit, static_argnames=("opts",))
+def train_step(opts: StepOptions, state: TrainState, scaler: Any, batch: Any, key_loss: jax.Array
+               ) -> tuple[TrainState, dict]:
+  """One unguarded Adam step (one jit call): `(state, metrics)`. `train_chunk` scans the same step."""
+  return _step(_pretrain_parts(opts), state, scaler, batch, key_loss)
+
+
+def guarded_scan(step_fn: Callable[[Any, Any], tuple[Any, dict]], state: Any, xs: Any, num_steps: int,
+                 finite_keys: tuple[str, ...]) -> tuple[Any, dict]:
+  """`lax.scan` of `step_fn(state, x) -> (state, metrics)` over `num_steps` steps that keeps the state after the
+  last step whose scalar `metrics[k]` for every k in `finite_keys` (loss, gradient norm, new parameter norm) were
+  finite: from the first non-finite step on, updates are discarded (the state stays bitwise what it was). Returns
+  `(state, metrics)`, each metric stacked to [K], plus "finite" [K] (bool, per step)."""
+
+  def body(carry: tuple[Any, jax.Array], x: Any) -> tuple[tuple[Any, jax.Array], dict]:
+    st, ok = carry
+    new, m = step_fn(st, x)
+    finite = jnp.all(jnp.stack([jnp.isfinite(m[k]) for k in finite_keys]))
+    ok = ok & finite
+    st = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, st)
+    return (st, ok), {**m, "finite": finite}
+
+  (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), xs, length=num_steps)
+  return state, metrics
+
+
+# Step metrics that must be finite for a pretraining step to count (`guarded_scan`).
+FINITE_KEYS = ("train/loss", "train/grad_norm", "train/param_norm")
+
+
+@functools.partial(jax.jit, static_argnames=("opts", "num_steps", "batch_size", "sample_fn"))
+def train_chunk(opts: StepOptions, state: TrainState, scaler: Any, data: Any, key_data: jax.Array,
+                key_loss: jax.Array, *, num_steps: int, batch_size: int, sample_fn: Callable | None = None
+                ) -> tuple[TrainState, dict]:
+  """`num_steps` guarded Adam steps in one `lax.scan` (see `guarded_scan`): `(state, metrics [K])`.
+
+  Args:
+    opts: static options.
+    state, scaler: the training state and the (constant) scaler.
+    data: with `sample_fn`, the dataset arrays of `dataset.sampler()`: step s trains on
+      `sample_fn(data, fold_in(key_data, s), batch_size)`; without, pre-drawn batches stacked to [K, B, ...].
+    key_data, key_loss: the batch and the dropout / noise key streams (folded with the step).
+    num_steps, batch_size: K and B.
+    sample_fn: the dataset's pure sampler, or None.
+  """
+  parts = _pretrain_parts(opts)
+
+  def one(st: TrainState, x: Any) -> tuple[TrainState, dict]:
+    batch = x if sample_fn is None else sample_fn(data, jax.random.fold_in(key_data, st.step), batch_size)
+    return _step(parts, st, scaler, batch, key_loss)
+
+  xs = data if sample_fn is None else None
+  return guarded_scan(one, state, xs, num_steps, FINITE_KEYS)
+
+
+@functools.partial(jax.jit, static_argnames=("opts",))
+def eval_step(opts: StepOptions, params: Any, scaler: Any, batch: Any, key: jax.Array) -> tuple[jax.Array, dict]:
+  """Deterministic (no dropout, no noise) Eq. 2 loss and its "eval/..." metrics on `batch`."""
+  return _pretrain_parts(opts).loss_fn(params, scaler, batch, key, False, "eval")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Host-side batches and chunking.
+
+# Cap on the bytes of host-drawn batches stacked for one chunk (datasets without `sampler()`).
+_PRESAMPLE_BYTES = 256 << 20
+
+
+def draw_batches(dataset: Any, key_data: jax.Array, start: int, num_steps: int, batch_size: int) -> tuple[Any, int]:
+  """Host-drawn batches for steps start.. (key fold_in(key_data, step)), stacked to [K, B, ...]; K <= num_steps is
+  cut so that the stack stays under `_PRESAMPLE_BYTES`. Returns (stacked batches, K)."""
+  batches = []
+  for s in range(start, start + num_steps):
+    batches.append(dataset.sample(jax.random.fold_in(key_data, s), batch_size))
+    if len(batches) * sum(x.nbytes for x in jax.tree.leaves(batches[0])) >= _PRESAMPLE_BYTES:
+      break
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *batches), len(batches)
+
+
+def next_boundary(step: int, end: int, *periods: int) -> int:
+  """The smallest multiple of any of `periods` after `step`, capped at `end`."""
+  return min([end] + [(step // p + 1) * p for p in periods if p > 0])
+
+
+def first_nonfinite(finite: np.ndarray) -> int | None:
+  """Index of the first False in a [K] bool array, None if all are True."""
+  bad = np.flatnonzero(~np.asarray(finite, bool))
+  return int(bad[0]) if bad.size else None
 
 
 def evaluate(eval_fn: Any, params: Any, scaler: Any, dataset: Any, key: jax.Array, batch_size: int,
@@ -143,11 +323,21 @@ def evaluate(eval_fn: Any, params: Any, scaler: Any, dataset: Any, key: jax.Arra
   return acc
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Pretraining.
+
+
 def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
-  """Pretrains (or resumes) the world model on `dataset` for `config.model.num_steps` steps; see module doc."""
+  """Pretrains (or resumes) the world model on `dataset` for `config.model.num_steps` steps; see module doc.
+
+  Raises:
+    NonFiniteLossError: a step's loss or gradient norm was NaN/inf; the last good state (before that step) is saved
+      first, and the message names the step, the loss terms and the offending batch's statistics.
+  """
   mcfg = config.model
   dims = dataset.dims
-  wm, init_fn, tx, _, train_step, eval_fn = _compiled(static_key(mcfg, dims, _STEP_FIELDS))
+  opts = StepOptions.from_config(mcfg, dims)
+  wm, tx = make_world_model(opts), optimizer(opts)
   root_key = jax.random.key(int(config.run.seed))
   key_init, key_data, key_loss, key_eval = jax.random.split(root_key, 4)
   del root_key
@@ -158,21 +348,25 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
 
   start = ckpt.latest_step()
   if start is not None:  # check before any compute, so a wrong task/config fails fast
-    meta = ckpt.restore_meta(start)
+    meta = ckpt.restore_meta()  # the newest readable metadata (warns past a corrupt step)
     ckpt_lib.check_compatible(meta["model_cfg"], ckpt_lib.dims_from_json(meta["dims"]), mcfg, dims,
                               where=f"checkpoint {ckpt.directory}/{start}")
-  variables = wm.with_scaler(init_fn(key_init), dataset.stats)
+  variables = wm.with_scaler(init_params(opts, key_init), dataset.stats)
   state = TrainState(params=variables["params"], opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32))
   if start is not None:
     abstract_ts = jax.eval_shape(lambda: {"opt_state": state.opt_state})
-    restored, ts = ckpt.restore(start, jax.eval_shape(lambda: variables), abstract_ts)
+    start, restored, ts = ckpt.restore_latest(jax.eval_shape(lambda: variables), abstract_ts,
+                                              discard_corrupt=True)  # falls back past a corrupt latest step
     variables = {"params": dict(restored["params"]), "scaler": dict(restored["scaler"])}
     state = TrainState(params=variables["params"], opt_state=ts["opt_state"], step=jnp.asarray(start, jnp.int32))
     print(f"[world_model] resuming from step {start} in {ckpt.directory}", flush=True)
   scaler = variables["scaler"]
+  sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
+  eval_fn = functools.partial(eval_step, opts)
 
   writer = MetricsWriter(workdir, tb_subdir="tb")
   num_steps, batch_size = int(mcfg.num_steps), int(mcfg.batch_size)
+  log_every, eval_every, ckpt_every = int(mcfg.log_every), int(mcfg.eval_every), int(mcfg.checkpoint_every)
   step = int(state.step)
   last_saved = start if start is not None else -1
   metrics_out: dict[str, float] = {}
@@ -186,35 +380,46 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
 
   try:
     while step < num_steps:
-      batch = dataset.sample(jax.random.fold_in(key_data, step), batch_size)
-      new_state, metrics = train_step(state, scaler, batch, key_loss)
-      loss = float(metrics["train/loss"])
-      if not math.isfinite(loss):
-        if step > last_saved:
+      k = next_boundary(step, num_steps, log_every, eval_every, ckpt_every) - step
+      if sample_fn is None:
+        data, k = draw_batches(dataset, key_data, step, k, batch_size)
+      else:
+        data = arrays
+      state, metrics = train_chunk(opts, state, scaler, data, key_data, key_loss, num_steps=k,
+                                   batch_size=batch_size, sample_fn=sample_fn)
+      metrics = jax.device_get(metrics)  # the one host sync of the chunk
+      bad = first_nonfinite(metrics["finite"])
+      if bad is not None:
+        bad_step = step + bad  # == int(state.step): the chunk kept the state before that step
+        if bad_step > last_saved:
           save(state)
+        batch = (jax.tree.map(lambda x: x[bad], data) if sample_fn is None
+                 else dataset.sample(jax.random.fold_in(key_data, bad_step), batch_size))
         raise NonFiniteLossError(
-          f"non-finite training loss {loss} at step {step} (terms: "
-          + ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items() if k.startswith("train/loss/"))
-          + f"); last good checkpoint: step {last_saved} in {ckpt.directory}\nbatch statistics:\n  "
-          + batch_stats(batch))
-      state, step = new_state, step + 1
-      if step % int(mcfg.log_every) == 0 or step == num_steps:
-        metrics_out.update({k: float(v) for k, v in metrics.items()})
+          f"non-finite training loss {float(metrics['train/loss'][bad])} at step {bad_step} (terms: "
+          + ", ".join(f"{kk}={float(v[bad]):.4g}" for kk, v in metrics.items() if kk.startswith("train/loss/"))
+          + f", grad_norm={float(metrics['train/grad_norm'][bad]):.4g}; {int((~metrics['finite']).sum())} of the "
+          f"chunk's {k} steps non-finite); last good checkpoint: step {last_saved} in {ckpt.directory}\n"
+          f"batch statistics:\n  " + batch_stats(batch))
+      step += k
+      if step % log_every == 0 or step == num_steps:
+        metrics_out.update({kk: float(v[-1]) for kk, v in metrics.items() if kk != "finite"})
         rate = (step - step0) / max(time.time() - t0, 1e-9)
         metrics_out["train/steps_per_s"] = rate
-        writer.write(step, {k: v for k, v in metrics_out.items() if k.startswith("train/")})
-        print(f"[world_model] step {step}/{num_steps} loss {loss:.4f} latent {metrics_out['train/loss/latent']:.4f}"
-              f" reward {metrics_out['train/loss/reward']:.4f} value {metrics_out['train/loss/value']:.4f}"
-              f" bc {metrics_out['train/loss/action']:.4f} | {rate:.1f} it/s, {rate * batch_size:.0f} win/s,"
-              f" ETA {format_duration((num_steps - step) / max(rate, 1e-9))}", flush=True)
-      if step % int(mcfg.eval_every) == 0 or step == num_steps:
+        writer.write(step, {kk: v for kk, v in metrics_out.items() if kk.startswith("train/")})
+        print(f"[world_model] step {step}/{num_steps} loss {metrics_out['train/loss']:.4f} latent "
+              f"{metrics_out['train/loss/latent']:.4f} reward {metrics_out['train/loss/reward']:.4f} value "
+              f"{metrics_out['train/loss/value']:.4f} bc {metrics_out['train/loss/action']:.4f} | {rate:.1f} it/s, "
+              f"{rate * batch_size:.0f} win/s, ETA {format_duration((num_steps - step) / max(rate, 1e-9))}",
+              flush=True)
+      if step % eval_every == 0 or step == num_steps:
         ev = evaluate(eval_fn, state.params, scaler, dataset, jax.random.fold_in(key_eval, step), batch_size,
                       int(mcfg.eval_batches))
         metrics_out.update(ev)
         writer.write(step, ev)
-        print(f"[world_model] eval step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(ev.items())),
+        print(f"[world_model] eval step {step}: " + " ".join(f"{kk}={v:.4f}" for kk, v in sorted(ev.items())),
               flush=True)
-      if step % int(mcfg.checkpoint_every) == 0 or step == num_steps:
+      if step % ckpt_every == 0 or step == num_steps:
         save(state)
   finally:
     writer.close()
@@ -224,6 +429,21 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Synthetic data.
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSampler:
+  """Pure sampler of `SyntheticDataset` windows of length L: `self(data, key, B)` over {key: [N, len, ...]} arrays."""
+
+  L: int
+
+  def __call__(self, data: Mapping[str, jax.Array], key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
+    n, length = data["reward"].shape
+    k_ep, k_start = jax.random.split(key)
+    ep = jax.random.randint(k_ep, (batch_size,), 0, n)
+    start = jax.random.randint(k_start, (batch_size,), 0, length - self.L + 1)
+    idx = start[:, None] + jnp.arange(self.L)
+    return {k: v[ep[:, None], idx] for k, v in data.items()}
 
 
 class SyntheticDataset:
@@ -252,7 +472,7 @@ class SyntheticDataset:
     self.stats = {k: {"mean": v.mean(0), "std": v.std(0)} for k, v in flat.items() if k != "expert_flag"}
     self._train = {k: jnp.asarray(v) for k, v in self._train.items()}
     self._eval = {k: jnp.asarray(v) for k, v in self._eval.items()}
-    self._sample = jax.jit(self._sample_impl, static_argnums=(2,))
+    self._sample = jax.jit(SyntheticSampler(self.L), static_argnums=(2,))
 
   def _generate(self, rng: np.random.Generator, n: int, length: int, noise_prob: float) -> dict[str, np.ndarray]:
     x = rng.normal(0, 1.0, (n, 4)).astype(np.float32)
@@ -274,13 +494,9 @@ class SyntheticDataset:
       x = x @ self.A_mat.T + a @ self.B_mat.T
     return {k: np.stack(v, axis=1).astype(np.float32) for k, v in out.items()}
 
-  def _sample_impl(self, data: Mapping[str, jax.Array], key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
-    n, length = data["reward"].shape
-    k_ep, k_start = jax.random.split(key)
-    ep = jax.random.randint(k_ep, (batch_size,), 0, n)
-    start = jax.random.randint(k_start, (batch_size,), 0, length - self.L + 1)
-    idx = start[:, None] + jnp.arange(self.L)
-    return {k: v[ep[:, None], idx] for k, v in data.items()}
+  def sampler(self) -> tuple[SyntheticSampler, dict[str, jax.Array]]:
+    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan)."""
+    return SyntheticSampler(self.L), self._train
 
   def sample(self, key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
     """Training windows `[B, L, ...]`."""

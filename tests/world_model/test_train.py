@@ -1,6 +1,7 @@
 """Pretraining on the synthetic linear system: fit, checkpoint round trip, resume, mismatch and NaN errors.
 
-One pretraining run (module fixture) is shared; later `pretrain` calls reuse its compiled step.
+One pretraining run (module fixture) is shared; later `pretrain` calls and the K-step chunk tests reuse its compiled
+50-step chunk (same `StepOptions` and shapes).
 """
 
 import json
@@ -91,7 +92,7 @@ def test_mismatched_checkpoint_clear_error(run, dataset):
 
 
 class _NaNAfter:
-  """Wraps a dataset; the `bad_call`-th training batch gets a NaN reward."""
+  """Wraps a dataset (only `sample`, no `sampler()`); the `bad_call`-th training batch gets a NaN reward."""
 
   def __init__(self, ds, bad_call):
     self._ds, self._bad, self._calls = ds, bad_call, 0
@@ -105,7 +106,10 @@ class _NaNAfter:
     return b
 
 
+@pytest.mark.slow  # compiles the host-drawn-batches scan (~70 s on a loaded 2-core box); the in-scan twin is default
 def test_nan_loss_stops_with_clear_error(dataset, tmp_path):
+  """A dataset without `sampler()` (batches drawn on the host, stacked per chunk): the NaN batch of step 5 stops
+  pretraining with the state after 5 good steps saved and the batch's statistics in the message."""
   cfg = tiny_config(dataset.dims)
   workdir = str(tmp_path / "nan")
   with pytest.raises(train.NonFiniteLossError, match=r"(?s)at step 5 .*last good checkpoint: step 5.*"
@@ -115,13 +119,158 @@ def test_nan_loss_stops_with_clear_error(dataset, tmp_path):
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(variables["params"]))
 
 
-def test_compiled_step_key_sees_every_loss_option():
-  """The compiled-step cache is keyed on a filtered copy of the model config; an option the loss reads but the key
-  drops would be silently ignored (the train step would be built without it). Each option must change the key."""
+def _leaf_paths(d, prefix=""):
+  for k, v in d.items():
+    if isinstance(v, dict):
+      yield from _leaf_paths(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def _changed(v):
+  if isinstance(v, bool):
+    return not v
+  if isinstance(v, (int, float)):
+    return v + 1
+  if isinstance(v, str):
+    return v + "_x"
+  return tuple(v) + (1,)
+
+
+def test_step_options_see_every_model_option():
+  """The compiled functions are keyed on `StepOptions` (a jit static argument); an option the loss reads but the key
+  dropped would be silently ignored. Every leaf of `config.model` outside the loop-only keys changes the options,
+  the loop-only keys do not (a resume with more steps reuses the compiled chunk), and the options rebuild the
+  config that the world model and the losses are made from."""
   dims = {"proprio": 3, "extero": 0, "extero_shape": (), "action": 2, "command": 1}
   base = tiny_config(dims).model
-  key0 = train.static_key(base, dims, train._STEP_FIELDS)  # noqa: SLF001
+  opts0 = train.StepOptions.from_config(base, dims)
+  hash(opts0)
+  leaves = dict(_leaf_paths(base.to_dict()))
+  assert len(leaves) > 30 and train.LOOP_KEYS <= set(leaves)
+  for path, value in leaves.items():
+    changed = tiny_config(dims).model
+    node = changed
+    *parents, leaf = path.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = _changed(value)
+    opts = train.StepOptions.from_config(changed, dims)
+    assert (opts == opts0) == (path in train.LOOP_KEYS), path
   for name, value in (("heads_stop_gradient", not base.heads_stop_gradient), ("dynamics_residual", True),
                       ("grad_clip", 0.5), ("dropout_attn", 0.3)):
-    changed = tiny_config(dims, **{name: value}).model
-    assert train.static_key(changed, dims, train._STEP_FIELDS) != key0, name  # noqa: SLF001
+    assert train.StepOptions.from_config(tiny_config(dims, **{name: value}).model, dims) != opts0, name
+  assert train.StepOptions.from_config(base, dict(dims, proprio=4)) != opts0
+  rebuilt = opts0.model_cfg().to_dict()
+  assert dict(_leaf_paths(rebuilt)) == {k: (tuple(v) if isinstance(v, (list, tuple)) else v)
+                                        for k, v in leaves.items() if k not in train.LOOP_KEYS}
+  assert opts0.dims_dict() == dims
+
+
+def test_guarded_scan_keeps_the_last_finite_state():
+  """Hand-worked: x counts up by 1 per step; the 'loss' of step i is losses[i]; the step at index 3 is NaN, so the
+  state after the scan is 3 (steps 0..2 applied), the later finite step 4 is discarded too."""
+  losses = jnp.array([1.0, 2.0, 3.0, jnp.nan, 5.0])
+
+  def step(x, loss):
+    return x + 1.0, {"loss": loss, "gnorm": jnp.float32(1.0)}
+
+  x, m = train.guarded_scan(step, jnp.float32(0.0), losses, 5, ("loss", "gnorm"))
+  assert float(x) == 3.0
+  np.testing.assert_array_equal(np.asarray(m["finite"]), [True, True, True, False, True])
+  assert train.first_nonfinite(m["finite"]) == 3 and train.first_nonfinite(np.ones(4, bool)) is None
+  x, _ = train.guarded_scan(step, jnp.float32(0.0), losses.at[3].set(4.0), 5, ("loss", "gnorm"))
+  assert float(x) == 5.0
+
+
+def test_next_boundary():
+  assert train.next_boundary(0, 600, 50, 300, 300) == 50
+  assert train.next_boundary(290, 600, 50, 300, 300) == 300
+  assert train.next_boundary(47, 600, 50, 0) == 50  # resumed off a boundary: a short chunk first
+  assert train.next_boundary(590, 600, 50, 300) == 600 and train.next_boundary(599, 620, 1000) == 620
+
+
+def _init_state(opts, dataset):
+  wm, tx = train.make_world_model(opts), train.optimizer(opts)
+  v = wm.with_scaler(train.init_params(opts, jax.random.key(0)), dataset.stats)
+  return train.TrainState(v["params"], tx.init(v["params"]), jnp.zeros((), jnp.int32)), v["scaler"]
+
+
+def test_chunk_equals_single_steps(run, dataset):
+  """K = 50 steps in one scan (batches drawn inside it) == 50 single-step jit calls on the host-drawn batches:
+  the same loss sequence and the same params to float tolerance. The attention key biases are excluded: their
+  exact gradient is 0 (softmax is shift invariant), so Adam turns rounding noise into +-lr steps in any
+  implementation."""
+  cfg, _, _ = run  # compiled the K = 50 chunk of these options already
+  opts = train.StepOptions.from_config(cfg.model, dataset.dims)
+  state0, scaler = _init_state(opts, dataset)
+  key_data, key_loss = jax.random.split(jax.random.key(3))
+  fn, arrays = dataset.sampler()
+  state, m = train.train_chunk(opts, state0, scaler, arrays, key_data, key_loss, num_steps=50, batch_size=32,
+                               sample_fn=fn)
+  single, losses = state0, []
+  for s in range(50):
+    single, ms = train.train_step(opts, single, scaler, dataset.sample(jax.random.fold_in(key_data, s), 32), key_loss)
+    losses.append(float(ms["train/loss"]))
+  assert int(state.step) == int(single.step) == 50 and bool(np.all(m["finite"]))
+  np.testing.assert_allclose(np.asarray(m["train/loss"]), losses, rtol=1e-4)
+  assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])  # it trained
+  flat_a = jax.tree_util.tree_flatten_with_path(state.params)[0]
+  flat_b = jax.tree.leaves(single.params)
+  checked = 0
+  for (path, a), b in zip(flat_a, flat_b):
+    if jax.tree_util.keystr(path).endswith("['key']['bias']"):
+      continue
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, err_msg=jax.tree_util.keystr(path))
+    checked += 1
+  assert checked > 40
+
+
+def _dataset_with_nan(key, episode):
+  ds = train.SyntheticDataset(H, T)
+  ds._train = dict(ds._train, **{key: ds._train[key].at[episode].set(jnp.nan)})  # noqa: SLF001
+  return ds
+
+
+def _first_bad_step(ds, key_data, batch_size, key):
+  for s in range(200):
+    if not bool(jnp.all(jnp.isfinite(ds.sample(jax.random.fold_in(key_data, s), batch_size)[key]))):
+      return s
+  raise AssertionError("no NaN batch in 200 steps")
+
+
+def test_nan_inside_the_scan_stops_at_that_step(dataset, tmp_path):
+  """Batches drawn inside the scan: an episode with NaN rewards first enters a batch at a step s > 0 (found on the
+  host with the same keys); pretraining stops there, saves the state after s good steps and reports the batch."""
+  cfg = tiny_config(dataset.dims)
+  ds = _dataset_with_nan("reward", episode=5)
+  key_data = jax.random.split(jax.random.key(int(cfg.run.seed)), 4)[1]  # pretrain's data stream
+  s = _first_bad_step(ds, key_data, 32, "reward")
+  assert 0 < s < 50
+  workdir = str(tmp_path / "nan_scan")
+  with pytest.raises(train.NonFiniteLossError, match=rf"(?s)at step {s} .*last good checkpoint: step {s} .*"
+                                                      r"reward\[32, 9\]: .*nonfinite=[1-9]"):
+    train.pretrain(cfg, workdir, ds)
+  assert ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() == s
+  variables, _, _ = ckpt_lib.load(workdir)
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(variables["params"]))
+
+
+def test_samplers_equal_sample():
+  """`sampler()` (used inside the scan) draws exactly `sample(key, B)`, for real-data, mixed and synthetic sets."""
+  from simdist_jax.data import windows
+  rng = np.random.default_rng(0)
+  eps = [{"proprio": rng.normal(size=(n, 3)), "extero": np.zeros((n, 0)), "action": rng.normal(size=(n, 2)),
+          "command": rng.normal(size=(n, 1))} for n in (20, 31, 25)]
+  real = windows.from_episodes(eps, H, T, None, 0.0, jax.random.key(0))
+  other = windows.from_episodes(eps[:2], H, T, real.stats, 0.0, jax.random.key(1))
+  for ds in (real, windows.MixedDataset(real, other, 0.25), train.SyntheticDataset(H, T)):
+    fn, arrays = ds.sampler()
+    hash(fn)
+    for i in range(3):
+      key = jax.random.key(i)
+      want = ds.sample(key, 8)
+      got = jax.jit(fn, static_argnums=2)(arrays, key, 8)
+      assert set(got) == set(want)
+      for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]), err_msg=k)

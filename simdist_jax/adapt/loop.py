@@ -169,7 +169,8 @@ def _finetune(ctx: dict, j: int, rdir: pathlib.Path, variables: Any) -> tuple[An
   steps = int(acfg.finetune_steps) * (j if acfg.finetune_from == "pretrained" else 1)
   ctx["log"](f"round {j}: finetuning {ctx['train_mode']} for {steps} steps on {len(all_eps)} real episodes "
              f"({rec.total_minutes(all_eps, ctx['ctrl_dt']):.2f} min)")
-  new, ft_metrics = finetune_variables(cfg, start, ds, steps, jax.random.PRNGKey(ctx["seed"] * 7919 + j))
+  new, ft_metrics = finetune_variables(cfg, start, ds, steps, jax.random.PRNGKey(ctx["seed"] * 7919 + j),
+                                       label=f"round {j}")
   if float(ft_metrics.get("finetune/nonfinite", 0.0)):
     ctx["log"](f"round {j}: WARNING finetuning hit a non-finite loss; keeping the previous round's model")
     new = variables

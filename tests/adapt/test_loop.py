@@ -8,6 +8,7 @@ import pytest
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax import stages
 from simdist_jax.adapt import evaluation
 from simdist_jax.adapt import loop
 from simdist_jax.envs.registry import make_task
@@ -36,7 +37,7 @@ def tiny_run(tmp_path_factory):
   ck = ckpt_lib.Checkpointer(str(paths.model_dir(wd) / "checkpoints"), keep=1)
   ck.save(1, variables, cfg.model, dims, kind="pretrain")
   ck.close()
-  summary = loop.run_stage(cfg, wd)
+  summary = stages.run_one("adapt", cfg, wd)  # through the stage table: writes adapt/config.json first
   return cfg, wd, variables, summary
 
 
@@ -97,8 +98,8 @@ def test_rerun_skips_completed_rounds_and_resumes(tiny_run, capsys):
 def test_different_config_refused(tiny_run):
   cfg, wd, _, _ = tiny_run
   other = config_lib.load_config(CARTPOLE + ":small", TINY + ["adapt.finetune_steps=4"])
-  with pytest.raises(config_lib.ConfigError, match="adapt.finetune_steps: 3 -> 4"):
-    loop.run_stage(other, wd)
+  with pytest.raises(config_lib.ConfigError, match=r"adapt\.finetune_steps: 3 -> 4"):
+    stages.run_one("adapt", other, wd)
 
 
 def test_prediction_loss_per_step_hand_check():
@@ -281,7 +282,7 @@ def test_sim_mix_finetunes_on_real_plus_sim_windows(tmp_path, monkeypatch):
   class Stop(Exception):
     pass
 
-  def fake_finetune(config, variables, dataset, steps, key):
+  def fake_finetune(config, variables, dataset, steps, key, **kwargs):
     seen.append(dataset)
     raise Stop
 

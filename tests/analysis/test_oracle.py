@@ -70,13 +70,13 @@ class _ConstantPolicyModel:
   """The smallest world-model stand-in the oracle needs: a zero policy chunk and a latent = the observation."""
 
   class spec:  # noqa: N801
-    history, horizon = 2, 10
+    history, horizon = 2, 40
 
   def context(self, variables, ph, ah, p, e):
     return p
 
   def policy_chunk(self, variables, ctx, commands):
-    return jnp.zeros((10, 1))
+    return jnp.zeros((40, 1))
 
   def encode(self, variables, p, e):
     return p
@@ -84,10 +84,12 @@ class _ConstantPolicyModel:
 
 @pytest.mark.slow
 def test_true_scorer_oracle_balances_the_pole_from_upright(envs, cartpole_cfg):
-  """From the upright state, MPPI over the TRUE simulator with the true reward (scorer `true`, h = 10) keeps the
-  pole up in the real world; the zero-action reference from the same state lets it fall."""
+  """From the upright state, MPPI over the TRUE simulator with the true reward (scorer `true`, h = 40 steps = 0.8 s)
+  keeps the pole up in the real world; the zero-action reference from the same state lets it fall. (With h = 10,
+  0.2 s, the true reward alone does not hold it: the control cost of a push outweighs the small loss of uprightness
+  within 0.2 s, so the planner needs the value bootstrap at the model's T = 10; docs/results.md.)"""
   real, mjx_env = envs
-  cfg = mppi.PlannerConfig(num_samples=64, num_prior_samples=4, iterations=3, num_elites=8, horizon=10,
+  cfg = mppi.PlannerConfig(num_samples=64, num_prior_samples=4, iterations=3, num_elites=8, horizon=40,
                            inverse_temperature=1.0, weighting="spread", init_std=0.6, min_std=0.05,
                            warm_start="shift", action_low=-1.0, action_high=1.0)
   ctrl = oracle.OracleController(cfg, _ConstantPolicyModel(), None, real, mjx_env, "true", jax.random.PRNGKey(0))
@@ -107,8 +109,8 @@ def test_true_scorer_oracle_balances_the_pole_from_upright(envs, cartpole_cfg):
 
   ups = upright_episode(ctrl)
   assert ups.mean() >= 0.95 and ups[-20:].all()  # balanced (a short dip at most while it catches the pole)
-  assert upright_episode(evaluation.FunctionController(
-      real.task.reference_controllers()["zero_action"])).mean() < 0.5
+  zero = upright_episode(evaluation.FunctionController(real.task.reference_controllers()["zero_action"]))
+  assert not zero[-10:].any()  # from the same state, doing nothing lets the pole fall
   with pytest.raises(ValueError, match="scorer"):
     oracle.make_oracle_act(cfg, _ConstantPolicyModel(), mjx_env, "nope")
   with pytest.raises(ValueError, match="critic_apply"):

@@ -407,8 +407,10 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
     now = time.time()
     shard_rate = gcfg.shard_steps * gcfg.num_envs / max(now - t_shard, 1e-9)
     t_shard = now
+    left = gcfg.num_shards - (k + 1)
     log(f"data: shard {k + 1}/{gcfg.num_shards} written ({shard_rate:,.0f} transitions/s this shard, "
-        f"{now - t0:.1f} s so far{' incl. compile' if written == 1 else ''})")
+        f"{now - t0:.1f} s so far{' incl. compile' if written == 1 else ''}; ETA "
+        f"{left * gcfg.shard_steps * gcfg.num_envs / max(shard_rate, 1e-9):.0f} s)")
     for kk, v in summary["nonfinite"].items():
       log(f"data: WARNING non-finite values in {kk} of {entry['name']}: {v['count']} entries, first "
           f"[step, env, feature] {v['first'][:3]}")
@@ -441,11 +443,8 @@ def config_record(cfg: Any, ladder: Any) -> dict:
 
 
 def expert_loaders() -> tuple[Callable, Callable]:
-  """(load_ladder, load_critic) from the expert package (`experts.ppo`, else `experts.checkpoints`)."""
-  try:
-    from simdist_jax.experts.ppo import load_critic, load_ladder
-  except ImportError:
-    from simdist_jax.experts.checkpoints import load_critic, load_ladder
+  """(load_ladder, load_critic) of the expert package (`simdist_jax.experts.checkpoints`)."""
+  from simdist_jax.experts.checkpoints import load_critic, load_ladder  # pylint: disable=import-outside-toplevel
   return load_ladder, load_critic
 
 

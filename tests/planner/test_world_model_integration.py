@@ -6,12 +6,11 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs.sections import model as model_section
 from experiments.configs.sections import planner as planner_section
 from simdist_jax.planner import controller
 from simdist_jax.planner import mppi
-
-model_lib = pytest.importorskip("simdist_jax.world_model.model")
-model_section = pytest.importorskip("experiments.configs.sections.model")
+from simdist_jax.world_model import model as model_lib
 
 DIMS = {"proprio": 4, "extero": 0, "extero_shape": (0,), "action": 1, "command": 0}
 

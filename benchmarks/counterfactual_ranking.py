@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-import jax
 import numpy as np
 
 from simdist_jax import config as config_lib

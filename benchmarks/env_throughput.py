@@ -9,7 +9,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax import config as config_lib

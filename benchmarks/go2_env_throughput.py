@@ -13,7 +13,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 
 from simdist_jax.config import load_config
 from simdist_jax.envs import registry

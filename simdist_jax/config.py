@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import ml_collections

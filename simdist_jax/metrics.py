@@ -78,7 +78,7 @@ class MetricsWriter:
     self._jsonl.close()
     lines = self.path.read_text(encoding="utf-8").splitlines()
     n_old = len(self._old_steps)
-    old = [(s, l) for s, l in zip(self._old_steps, lines[:n_old]) if s < step]
+    old = [(s, l) for s, l in zip(self._old_steps, lines[:n_old], strict=False) if s < step]
     fileio.write_text(self.path, "".join(l + "\n" for _, l in old) + "".join(l + "\n" for l in lines[n_old:]))
     self._old_steps = [s for s, _ in old]
     self._jsonl = open(self.path, "a", encoding="utf-8")

@@ -22,7 +22,7 @@ def test_fallback_replicates_a_pytree_with_a_leading_device_axis():
   devices = jax.local_devices()
   out = compat.device_put_replicated(_tree(), devices)
   assert out["w"].shape == (len(devices), 2, 3) and out["b"][0].shape == (len(devices),)
-  for leaf, ref in zip(jax.tree.leaves(out), jax.tree.leaves(_tree())):
+  for leaf, ref in zip(jax.tree.leaves(out), jax.tree.leaves(_tree()), strict=False):
     for d in range(len(devices)):
       np.testing.assert_array_equal(np.asarray(leaf)[d], np.asarray(ref))
     assert {s.device for s in leaf.addressable_shards} == set(devices)
@@ -40,7 +40,7 @@ def test_same_result_as_the_original_where_available():
     warnings.simplefilter("ignore", DeprecationWarning)
     want = original(_tree(), devices)
   got = compat.device_put_replicated(_tree(), devices)
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=False):
     assert a.shape == b.shape and a.dtype == b.dtype
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -1,7 +1,6 @@
 """Config loading/overrides/freezing, run-directory checks, the CLI, and the pinned stack."""
 
 import json
-import pathlib
 
 import ml_collections
 import pytest

@@ -106,9 +106,9 @@ def frozen_unchanged(reference, variables, train: str) -> bool:
   leaves_b, tree_b = jax.tree.flatten(new_frozen)
   if tree_a != tree_b:
     return False
-  same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(leaves_a, leaves_b))
+  same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(leaves_a, leaves_b, strict=False))
   return same and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-                      zip(jax.tree.leaves(reference["scaler"]), jax.tree.leaves(variables["scaler"])))
+                      zip(jax.tree.leaves(reference["scaler"]), jax.tree.leaves(variables["scaler"]), strict=False))
 
 
 def _round_dir(adir: pathlib.Path, j: int) -> pathlib.Path:

@@ -356,6 +356,7 @@ def from_episodes(episodes: Sequence[Mapping[str, np.ndarray]], H: int, T: int, 
       (reward/value get mean 0, std 1).
     eval_fraction, key: held-out share of episodes and the split key.
     front_pad: prepend H copies of the first observation (zero action/command, mask 0).
+
   Raises:
     ValueError: naming the episode and key for missing keys, wrong shapes, NaN/inf (with step and feature), or
       when no episode is long enough (naming the numbers).

@@ -10,7 +10,6 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax import config as config_lib

@@ -83,7 +83,7 @@ def activation_fn(name: str):
 def make_networks(obs_size: Any, action_size: int, policy_hidden, value_hidden, activation: str,
                   distribution_type: str = "tanh_normal",
                   preprocess_observations_fn: Callable = running_statistics.normalize) -> ppo_networks.PPONetworks:
-  """brax PPO networks reading `privileged_state` (obs_size: brax ObservationSize, an int or a dict of shapes).
+  """Brax PPO networks reading `privileged_state` (obs_size: brax ObservationSize, an int or a dict of shapes).
 
   Also the `network_factory` of `ppo.train` (bind the keyword arguments with functools.partial).
   """
@@ -143,7 +143,7 @@ def critic_apply_fn(meta: dict) -> Callable[[Any, jax.Array], jax.Array]:
 
 
 def export_params(normalizer: running_statistics.RunningStatisticsState, net_params: Any, which: str) -> dict:
-  """brax (normalizer, policy|value params) -> loader params {obs_mean [S], obs_std [S], which: params}."""
+  """Brax (normalizer, policy|value params) -> loader params {obs_mean [S], obs_std [S], which: params}."""
   return {"obs_mean": jnp.asarray(normalizer.mean[OBS_KEY], jnp.float32),
           "obs_std": jnp.asarray(normalizer.std[OBS_KEY], jnp.float32), which: net_params}
 
@@ -348,7 +348,7 @@ def load_ladder(expert_dir: str | os.PathLike, cfg: Any = None) -> Ladder:
   loaded = [load_actor_at(d, cfg) for d in dirs]
   metas = [m for _, _, m in loaded]
   arch = {k: metas[0][k] for k in ("obs_size", "action_size", "policy_hidden", "activation", "distribution_type")}
-  for d, m in zip(dirs, metas):
+  for d, m in zip(dirs, metas, strict=False):
     other = {k: m[k] for k in arch}
     if other != arch:
       raise CheckpointError(f"ladder checkpoint '{d}' has architecture {other}, but '{dirs[0]}' has {arch}")

@@ -192,7 +192,7 @@ def save_critic(ed: pathlib.Path, cfg: Any, dims: dict, sched: Schedule, iterati
 
 # ---- training ---------------------------------------------------------------------------------------------------
 def ppo_kwargs(cfg: Any) -> dict:
-  """brax `ppo.train` keyword arguments from `cfg.expert` (without schedule, seed and callbacks)."""
+  """Brax `ppo.train` keyword arguments from `cfg.expert` (without schedule, seed and callbacks)."""
   e = cfg.expert
   network_factory = functools.partial(
       ckpt.make_networks, policy_hidden=tuple(e.policy_hidden), value_hidden=tuple(e.value_hidden),

@@ -226,7 +226,7 @@ def discounted_return(cfg: PlannerConfig, rewards: jax.Array, values: jax.Array)
 
 
 def prior_deviation_cost(cfg: PlannerConfig, candidates: jax.Array, prior_chunk: jax.Array) -> jax.Array:
-  """kappa * mean over steps and action dims of (a - pi)^2: [N, h, A], [h, A] -> [N] (zeros when kappa = 0).
+  """Kappa * mean over steps and action dims of (a - pi)^2: [N, h, A], [h, A] -> [N] (zeros when kappa = 0).
 
   A quadratic control cost around the policy head's chunk pi, in the spirit of information-theoretic MPPI's
   control cost around its nominal sequence: where the model's predicted returns are flat (differences below

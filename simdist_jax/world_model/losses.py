@@ -68,7 +68,7 @@ def bc_mask(expert_flag: jax.Array) -> jax.Array:
 
 
 def masked_bc_loss(pred: jax.Array, target: jax.Array, expert_flag: jax.Array) -> jax.Array:
-  """mean over [T, A] of bc_mask[:, None] * (pred - target)^2 (masked entries count in the denominator)."""
+  """Mean over [T, A] of bc_mask[:, None] * (pred - target)^2 (masked entries count in the denominator)."""
   return jnp.mean(bc_mask(expert_flag)[:, None] * jnp.square(pred - target))
 
 

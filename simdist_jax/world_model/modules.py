@@ -59,7 +59,7 @@ class TransformerLayer(nn.Module):
   def __call__(
     self, x: jax.Array, ctx: jax.Array | None, mask: jax.Array | None, deterministic: bool
   ) -> jax.Array:
-    """x `[T, D]`, ctx `[S, D]` (decoder only), mask `[1, T, T]` or None -> `[T, D]`."""
+    """X `[T, D]`, ctx `[S, D]` (decoder only), mask `[1, T, T]` or None -> `[T, D]`."""
     width = x.shape[-1]
     y = nn.MultiHeadDotProductAttention(
       num_heads=self.num_heads, dropout_rate=self.dropout_attn, name="self_attn"
@@ -89,7 +89,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, ctx: jax.Array | None = None, *, deterministic: bool = True) -> jax.Array:
-    """x `[T, D]`, ctx `[S, D]` -> `[T, D]`."""
+    """X `[T, D]`, ctx `[S, D]` -> `[T, D]`."""
     assert x.ndim == 2, f"Transformer expects one example [T, D], got {x.shape}"
     mask = nn.make_causal_mask(jnp.ones(x.shape[:1])) if self.causal else None  # [1, T, T]
     for i in range(self.num_layers):

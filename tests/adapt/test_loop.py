@@ -71,10 +71,10 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
   # the finetuned model: dynamics changed, every other leaf bitwise identical
   v2, _, _ = ckpt_lib.load(str(paths.adapt_dir(wd) / "rounds" / "round_02" / "model"))
   for name in ("encoder", "history", "reward", "value", "policy"):
-    for a, b in zip(jax.tree.leaves(variables0["params"][name]), jax.tree.leaves(v2["params"][name])):
+    for a, b in zip(jax.tree.leaves(variables0["params"][name]), jax.tree.leaves(v2["params"][name]), strict=False):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   changed = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-             zip(jax.tree.leaves(variables0["params"]["dynamics"]), jax.tree.leaves(v2["params"]["dynamics"]))]
+             zip(jax.tree.leaves(variables0["params"]["dynamics"]), jax.tree.leaves(v2["params"]["dynamics"]), strict=False)]
   assert any(changed)
   saved = json.loads((paths.adapt_dir(wd) / "adapt_results.json").read_text())
   assert saved["pred_loss_round0"] == summary["pred_loss_round0"]

@@ -26,7 +26,7 @@ def _runs(x: np.ndarray) -> list[tuple[int, int, bool]]:
   cuts = np.flatnonzero(x[1:] != x[:-1]) + 1
   starts = np.concatenate([[0], cuts])
   ends = np.concatenate([cuts, [x.size]])
-  return [(int(x[s]), int(e - s), e == x.size) for s, e in zip(starts, ends)]
+  return [(int(x[s]), int(e - s), e == x.size) for s, e in zip(starts, ends, strict=False)]
 
 
 def test_noise_schedule_lengths_and_never_noised_share():

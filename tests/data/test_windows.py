@@ -202,7 +202,7 @@ def test_front_padded_sim_windows_reproduce_the_controller_context_at_t0():
   offsets = np.cumsum([0] + lengths[:-1])
   # Every episode's first step is a current step; the windows' current steps cover every step up to n - T - 1.
   t_cur = np.asarray(ds._starts_train) + H
-  for o, n in zip(offsets, lengths):
+  for o, n in zip(offsets, lengths, strict=False):
     assert set(range(o, o + n - T)) <= set(t_cur.tolist())
   assert ds.num_train_windows == sum(n - T for n in lengths)
   w = ds.gather([offsets[1] - H])  # current step = first step of episode 1

@@ -7,7 +7,7 @@ import pytest
 
 from simdist_jax.envs import cartpole
 from simdist_jax.envs.domain import Domain
-from simdist_jax.envs.registry import make_domain, make_env
+from simdist_jax.envs.registry import make_domain
 from simdist_jax.envs.wrappers import wrap_for_training
 
 

@@ -80,7 +80,7 @@ def test_real_env_state_snapshot_replays_exactly(cartpole_cfg):
   env.step(np.array([-1.0]))  # wander off, then come back
   env.set_state(snap)
   second = [env.step(a) for a in actions]
-  for (o1, r1, d1, i1), (o2, r2, d2, i2) in zip(first, second):
+  for (o1, r1, d1, i1), (o2, r2, d2, i2) in zip(first, second, strict=False):
     np.testing.assert_array_equal(o1["state"], o2["state"])  # same noise draw, same physics
     np.testing.assert_array_equal(o1["privileged_state"], o2["privileged_state"])
     assert r1 == r2 and d1 == d2 and i1["t"] == i2["t"]

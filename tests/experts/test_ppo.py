@@ -6,7 +6,6 @@ by raising from the checkpoint hook, then the same call is repeated and resumes.
 
 import json
 import os
-import pathlib
 
 from brax.training.agents.ppo import networks as ppo_networks
 import jax
@@ -151,7 +150,7 @@ def test_stacked_selection_equals_individual_loading(run):
     params, apply_fn = ckpt.load_policy(run["ed"], k)
     selected = jax.tree.map(lambda x: x[k], ladder.params)  # noqa: B023
     assert jax.tree.structure(selected) == jax.tree.structure(params)
-    for a, b in zip(jax.tree.leaves(selected), jax.tree.leaves(params)):
+    for a, b in zip(jax.tree.leaves(selected), jax.tree.leaves(params), strict=False):
       np.testing.assert_array_equal(a, b)  # selection is bit-identical to loading checkpoint k alone
     want = jax.vmap(apply_fn, in_axes=(None, 0))(params, obs[ids == k])
     np.testing.assert_allclose(got[ids == k], want, rtol=0, atol=1e-6)  # float reassociation under jit only
@@ -242,7 +241,7 @@ def test_killed_expert_save_resumes_from_its_last_resume_point(run, tmp_path, ca
   assert ckpt.read_meta(ed / "resume")["iteration"] == 40
   assert not [p for p in ed.iterdir() if p.name.startswith(".")]
   assert not [p for p in (ed / "ladder").iterdir() if p.name.startswith(".")]
-  for a, b in zip(jax.tree.leaves(ckpt.load_policy(ed, -1)[0]), jax.tree.leaves(ckpt.load_policy(run["ed"], -1)[0])):
+  for a, b in zip(jax.tree.leaves(ckpt.load_policy(ed, -1)[0]), jax.tree.leaves(ckpt.load_policy(run["ed"], -1)[0]), strict=False):
     np.testing.assert_array_equal(a, b)  # the final actor re-exported from the recovered resume state
 
 

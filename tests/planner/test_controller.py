@@ -26,7 +26,7 @@ ACT = controller.make_act(CFG, MODEL)  # one compiled step shared by the tests
 
 
 def _rollout(policy, x0, steps):
-  """numpy env loop; returns (cost, final state)."""
+  """Numpy env loop; returns (cost, final state)."""
   x, cost = np.asarray(x0, np.float64), 0.0
   for _ in range(steps):
     u = np.clip(np.asarray(policy(x.astype(np.float32)), np.float64).reshape(1), -1.0, 1.0)

@@ -43,11 +43,11 @@ def test_finetune_freezes_everything_but_dynamics(setup):
   for name in model_lib.PARAM_KEYS:
     old_leaves, new_leaves = jax.tree.leaves(variables["params"][name]), jax.tree.leaves(new["params"][name])
     if name == "dynamics":
-      assert all(not np.array_equal(a, b) for a, b in zip(old_leaves, new_leaves))  # every dynamics leaf moved
+      assert all(not np.array_equal(a, b) for a, b in zip(old_leaves, new_leaves, strict=False))  # every dynamics leaf moved
     else:
-      for a, b in zip(old_leaves, new_leaves):
+      for a, b in zip(old_leaves, new_leaves, strict=False):
         np.testing.assert_array_equal(a, b)  # bitwise identical
-  for a, b in zip(jax.tree.leaves(variables["scaler"]), jax.tree.leaves(new["scaler"])):
+  for a, b in zip(jax.tree.leaves(variables["scaler"]), jax.tree.leaves(new["scaler"]), strict=False):
     np.testing.assert_array_equal(a, b)
   # Eq. 3 on the shifted system: the held-out latent loss goes down.
   assert metrics["finetune/eval/loss/latent_after"] < 0.8 * metrics["finetune/eval/loss/latent_before"], metrics
@@ -71,7 +71,7 @@ def test_chunk_equals_single_steps(setup):
     losses.append(float(ms["finetune/loss"]))
   np.testing.assert_allclose(np.asarray(m["finetune/loss"]), losses, rtol=1e-4)
   assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10])  # it trained
-  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(state.trainable)[0], jax.tree.leaves(single.trainable)):
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(state.trainable)[0], jax.tree.leaves(single.trainable), strict=False):
     if not jax.tree_util.keystr(path).endswith("['key']['bias']"):  # exact gradient 0: Adam-amplified rounding
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, err_msg=jax.tree_util.keystr(path))
 
@@ -92,7 +92,7 @@ def test_nan_keeps_the_input_variables(setup, capsys):
   assert metrics["finetune/nonfinite"] == 1.0 and metrics["finetune/nonfinite_step"] == s, metrics
   assert not np.isfinite(metrics["finetune/loss"])
   assert jax.tree.structure(new) == jax.tree.structure(variables)
-  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(variables)):
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(variables), strict=False):
     np.testing.assert_array_equal(a, b)  # bitwise the input
   out = capsys.readouterr().out
   assert f"at step {s}/50 (round 2): keeping the input variables unchanged" in out, out
@@ -120,12 +120,12 @@ def test_host_drawn_batches_match_and_guard(setup):
   cfg, real, variables = setup
   want, m_want = ft.finetune_variables(cfg, variables, real, 50, jax.random.key(1))
   got, m_got = ft.finetune_variables(cfg, variables, _HostOnly(real), 50, jax.random.key(1))
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=False):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
   np.testing.assert_allclose(m_got["finetune/loss"], m_want["finetune/loss"], rtol=1e-4)
   new, m = ft.finetune_variables(cfg, variables, _HostOnly(real, bad_call=12), 50, jax.random.key(1))
   assert m["finetune/nonfinite"] == 1.0 and m["finetune/nonfinite_step"] == 11
-  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(variables)):
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(variables), strict=False):
     np.testing.assert_array_equal(a, b)
 
 
@@ -148,7 +148,7 @@ def test_finetune_rounds_from_directories(setup, tmp_path):
   out2 = ft.finetune(cfg, str(tmp_path / "r1"), real, str(tmp_path / "r2"), num_steps=5)
   assert ckpt_lib.Checkpointer(str(tmp_path / "r2" / "checkpoints")).latest_step() == 110
   loaded, _, _ = ckpt_lib.load(str(tmp_path / "r2"))
-  for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(out2)):
+  for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(out2), strict=False):
     np.testing.assert_array_equal(a, b)
   assert not np.array_equal(jax.tree.leaves(out1["params"]["dynamics"])[0],
                             jax.tree.leaves(out2["params"]["dynamics"])[0])

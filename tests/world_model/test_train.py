@@ -60,7 +60,7 @@ def test_checkpoint_round_trip_identical_predictions(run, dataset):
     return z_hat, wm.predict_returns(v, ctx, z_hat, w["action"][H:H + T], w["command"][H:]), \
       wm.policy_chunk(v, ctx, w["command"][H:])
 
-  for a, b in zip(jax.tree.leaves(predict(variables)), jax.tree.leaves(predict(res.variables))):
+  for a, b in zip(jax.tree.leaves(predict(variables)), jax.tree.leaves(predict(res.variables)), strict=False):
     np.testing.assert_array_equal(a, b)
 
 
@@ -218,7 +218,7 @@ def test_chunk_equals_single_steps(run, dataset):
   flat_a = jax.tree_util.tree_flatten_with_path(state.params)[0]
   flat_b = jax.tree.leaves(single.params)
   checked = 0
-  for (path, a), b in zip(flat_a, flat_b):
+  for (path, a), b in zip(flat_a, flat_b, strict=False):
     if jax.tree_util.keystr(path).endswith("['key']['bias']"):
       continue
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, err_msg=jax.tree_util.keystr(path))

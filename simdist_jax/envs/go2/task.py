@@ -235,7 +235,7 @@ class Go2(Task):
     return lo + jax.random.uniform(key, (3,)) * (hi - lo)
 
   def _walk_straight_command(self, qpos: jax.Array, ref: jax.Array) -> jax.Array:
-    """vx = walk_speed; vy, wz: P-laws (gain walk_gain) on the lateral offset from and yaw to the ref line."""
+    """Vx = walk_speed; vy, wz: P-laws (gain walk_gain) on the lateral offset from and yaw to the ref line."""
     c = self.cfg
     x0, y0, yaw0 = ref[0], ref[1], ref[2]
     lateral = -(qpos[0] - x0) * jnp.sin(yaw0) + (qpos[1] - y0) * jnp.cos(yaw0)

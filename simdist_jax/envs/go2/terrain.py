@@ -90,7 +90,7 @@ def height(terrain: Terrain, xy: jax.Array) -> jax.Array:
 
 
 def height_np(terrain: Terrain, xy) -> np.ndarray:
-  """numpy version of `height` (host-side, for hand checks and spawn placement)."""
+  """Numpy version of `height` (host-side, for hand checks and spawn placement)."""
   xy = np.asarray(xy, np.float64)
   out = np.zeros(xy.shape[:-1])
   for p in terrain.panels:

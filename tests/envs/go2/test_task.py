@@ -37,7 +37,7 @@ def real_env(cfg, task, sim):
 
 
 def _phys(task, qpos=None, qvel=None, **override):
-  """phys dict of a constructed state (MuJoCo C forward), with fields overridden."""
+  """Phys dict of a constructed state (MuJoCo C forward), with fields overridden."""
   m = task.mj_model()
   d = mujoco.MjData(m)
   d.qpos[:] = 0.0

@@ -1,0 +1,1 @@
+"""Experiment configs of the pipeline (`experiments/configs/<task>.py:<preset>`)."""

@@ -78,6 +78,7 @@ def console_log(workdir: pathlib.Path, argv: list[str]) -> Iterator[pathlib.Path
 
 
 def main(argv: list[str] | None = None) -> int:
+  """Runs `simdist-jax <stage> ...` on `argv` (default `sys.argv[1:]`); returns 0, or 2 on a usage/config/lock error."""
   argv = list(sys.argv[1:] if argv is None else argv)
   overrides = [a for a in argv if a.startswith("--config.")]
   rest = [a for a in argv if not a.startswith("--config.")]

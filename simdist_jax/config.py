@@ -204,6 +204,7 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
 
 
 def to_json(cfg) -> str:
+  """The config as JSON text (nested dicts, tuples as lists, keys sorted, indent 2)."""
   return json.dumps(_plain(cfg), indent=2, sort_keys=True)
 
 
@@ -216,6 +217,7 @@ def _plain(x):
 
 
 def from_json(text: str) -> ml_collections.FrozenConfigDict:
+  """A frozen config from JSON text written by `to_json`."""
   return ml_collections.FrozenConfigDict(json.loads(text))
 
 

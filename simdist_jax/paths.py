@@ -13,28 +13,35 @@ import pathlib
 
 
 def stage_dir(workdir, stage: str) -> pathlib.Path:
+  """Directory of `stage` in `workdir`: `<workdir>/<stage>`."""
   return pathlib.Path(workdir) / stage
 
 
 def expert_dir(workdir) -> pathlib.Path:
+  """Directory of the expert stage: `<workdir>/expert`."""
   return stage_dir(workdir, "expert")
 
 
 def data_dir(workdir) -> pathlib.Path:
+  """Directory of the data stage: `<workdir>/data`."""
   return stage_dir(workdir, "data")
 
 
 def model_dir(workdir) -> pathlib.Path:
+  """Directory of the world-model stage: `<workdir>/world_model`."""
   return stage_dir(workdir, "world_model")
 
 
 def adapt_dir(workdir) -> pathlib.Path:
+  """Directory of the adaptation stage: `<workdir>/adapt`."""
   return stage_dir(workdir, "adapt")
 
 
 def report_dir(workdir) -> pathlib.Path:
+  """Directory of the report stage: `<workdir>/report`."""
   return stage_dir(workdir, "report")
 
 
 def default_workdir(cfg) -> pathlib.Path:
+  """Default run directory of a config: `runs/<task>_<preset>`."""
   return pathlib.Path("runs") / f"{cfg.task}_{cfg.preset}"

@@ -20,6 +20,7 @@ def _real_domain(world: str) -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str = "small") -> ml_collections.ConfigDict:
+  """The Go2 config at `preset` ("small" or "paper"); raises KeyError for any other preset."""
   if preset not in PRESETS:
     raise KeyError(f"preset must be one of {PRESETS}, got {preset!r}")
   paper = preset == "paper"

@@ -17,7 +17,7 @@ Dimension letters: T horizon, H history, Z latent, P/E/A/C feature dims.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +29,31 @@ from simdist_jax.planner.controller import Controller
 
 
 def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder | None = None,
-                meta: dict | None = None, explore=None) -> dict:
+                meta: dict | None = None, explore=None, *, full_obs: bool = False,
+                reset_key: jax.Array | None = None, max_steps: int | None = None,
+                stop: Callable[[dict], bool] | None = None) -> dict:
   """One closed-loop episode -> {"return", "steps", "failed", "noised_steps", "success_frac", "success_final"}.
 
   Records (o_t, a_t, c_t, t) if asked, where a_t is the applied action (after `explore` noise, which the
   controller's history also holds). `success_*` are NaN when the task defines no success (`Task.success`).
+  The env is reset first, then `controller.reset(key)` is called (a controller may read the reset env there).
+
+  Args:
+    env: a `RealEnv` (numpy obs dict {"state", "privileged_state"}, `step -> (obs, reward, done, info)`).
+    controller: `reset(key)`, `replace_last_action(a)` and `__call__(proprio, extero, command) -> action`
+      (or `__call__(obs) -> action` with `full_obs`).
+    key: split into the env's reset key and the controller's key.
+    recorder, meta: optional episode recording (and its metadata).
+    explore: optional exploration noise on the controller's actions.
+    full_obs: call `controller(obs)` with the env's whole obs dict (privileged experts) instead of the split
+      observed state.
+    reset_key: reset the env with this key instead of the first half of `split(key)` (fixed-seed protocols
+      that reset with `key(seed)` itself).
+    max_steps: end the episode after this many steps (not a failure) even if the env is not done.
+    stop: `stop(info) -> bool` after every step; True ends the episode (e.g. a course cleared).
   """
   key_env, key_plan = jax.random.split(key)
-  obs = env.reset(key_env)
+  obs = env.reset(key_env if reset_key is None else reset_key)
   controller.reset(key_plan)
   if explore is not None:
     explore.reset()
@@ -46,7 +63,7 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
   total, steps, failed, successes, last = 0.0, 0, False, 0, None
   while True:
     proprio, extero, command = (np.asarray(x) for x in env.task.split_state(obs["state"]))
-    action = controller(proprio, extero, command if command.size else None)
+    action = controller(obs) if full_obs else controller(proprio, extero, command if command.size else None)
     if explore is not None:
       action, noised = explore(action)
       noised_steps += int(noised)
@@ -59,7 +76,7 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     steps += 1
     last = env.task.success(info["metrics"])
     successes += int(bool(last))
-    if done:
+    if done or (max_steps is not None and steps >= max_steps) or (stop is not None and stop(info)):
       failed = info["failed"]
       break
   if recorder is not None:
@@ -101,12 +118,15 @@ class FunctionController:
     self.fallbacks = 0
 
   def reset(self, key: jax.Array) -> None:
+    """Does nothing (a fixed feedback law has no state); `key` is unused."""
     del key
 
   def replace_last_action(self, applied: Any) -> None:
+    """Does nothing (a fixed feedback law keeps no action history); `applied` is unused."""
     del applied
 
   def __call__(self, proprio: Any, extero: Any = None, command: Any = None) -> np.ndarray:
+    """The law applied to the observation flattened as [proprio, extero, command] (absent parts skipped)."""
     parts = [np.asarray(x, np.float32).reshape(-1) for x in (proprio, extero, command) if x is not None]
     return np.asarray(self.fn(np.concatenate(parts)), np.float32)
 

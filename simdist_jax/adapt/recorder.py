@@ -69,10 +69,12 @@ class EpisodeRecorder:
     self._meta: dict = {}
 
   def next_index(self) -> int:
+    """Index of the next episode file: one past the highest existing `episode_*.npz` index, or 0."""
     idx = [int(p.stem.split("_")[1]) for p in self.dir.glob("episode_*.npz")]
     return max(idx) + 1 if idx else 0
 
   def start_episode(self, **meta) -> None:
+    """Starts a new episode buffer; `meta` (e.g. `seed=`) is stored in the episode file's `meta` record."""
     self._buf = {f: [] for f in FIELDS}
     self._meta = dict(meta)
 

@@ -97,14 +97,17 @@ class GenConfig:
 
   @property
   def num_shards(self) -> int:
+    """Number of shards: `num_steps // shard_steps`."""
     return self.num_steps // self.shard_steps
 
   @property
   def obs_dtypes(self) -> dict:
+    """Storage dtype per observation part: {"proprio", "extero", "command"} -> dtype name."""
     return {"proprio": self.proprio_dtype, "extero": self.extero_dtype, "command": self.command_dtype}
 
   @classmethod
   def from_config(cls, cfg: Any) -> "GenConfig":
+    """The generation settings of a run config (its `data` section and `env.episode_length`)."""
     d = cfg.data
     return cls(num_envs=int(d.num_envs), num_steps=int(d.num_steps), shard_steps=int(d.shard_steps),
                episode_length=int(cfg.env.episode_length), p_expert=float(d.p_expert),
@@ -330,12 +333,16 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
   """Generates (or resumes, or confirms) the dataset in `data_dir`. Returns the manifest (None if stopped early).
 
   Args:
-    env, ladder, critic, gcfg: see `make_generator`.
+    env: the unwrapped simdist env, see `make_generator`.
+    ladder: the policy ladder, see `make_generator`.
+    critic: `(params, apply_fn)` of the expert critic, see `make_generator`.
+    gcfg: generation settings.
     data_dir: output directory.
     seed: root seed (the data stream is `fold_in(PRNGKey(seed), 0xDA7A)`).
     config_record: JSON-able description of everything the data depends on; stored in the manifest and compared on
       resume (a different record refuses to resume / reuse).
     stop_after_shards: write at most this many new shards, then return None (simulates an interruption).
+    log: sink of the progress and warning lines.
     generator: a prebuilt `make_generator(env, ladder, critic, gcfg)` pair (reuses its compiled functions).
   """
   data_dir = pathlib.Path(data_dir)

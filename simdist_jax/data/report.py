@@ -104,6 +104,7 @@ def summarize(data_dir: str | os.PathLike, verify: bool = True) -> dict:
 
 
 def format_report(r: dict) -> str:
+  """The `summarize` dict as text: totals, per-policy returns, noise, float16 error and non-finite counts."""
   lines = [f"dataset {r['data_dir']}: {r['transitions']:,} transitions ({r['num_envs']} envs x "
            f"{r['steps_per_env']} steps, {r['shards']} shards), {r['episodes']:,} episodes "
            f"({r['complete_episodes']:,} complete), {r['bytes_per_transition']} B/transition, "

@@ -30,6 +30,7 @@ class Moments:
 
   @classmethod
   def empty(cls, dim: int) -> "Moments":
+    """Moments of zero samples of `dim` features."""
     return cls(0, np.zeros(dim, np.float64), np.zeros(dim, np.float64))
 
   @classmethod
@@ -58,6 +59,7 @@ class Moments:
     return Moments(n, mean, m2)
 
   def update(self, x: np.ndarray) -> "Moments":
+    """These moments with the batch `x[N, D]` folded in (a new object)."""
     return self.merge(Moments.of(x))
 
   def finalize(self, std_floor: float, scalar: bool = False) -> dict:
@@ -73,10 +75,12 @@ class Moments:
     return {"mean": mean, "std": std}
 
   def to_json(self) -> dict:
+    """JSON-able form: {"count", "mean", "m2"} (lists)."""
     return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
 
   @classmethod
   def from_json(cls, d: Mapping) -> "Moments":
+    """Moments from their `to_json` form."""
     return cls(int(d["count"]), np.asarray(d["mean"], np.float64), np.asarray(d["m2"], np.float64))
 
 
@@ -86,10 +90,12 @@ def finalize_stats(moments: Mapping[str, Moments], std_floor: float) -> dict:
 
 
 def stats_to_json(stats: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+  """JSON-able form of a scaler dict: {key: {"mean", "std"}} as (nested) lists or floats."""
   return {k: {"mean": np.asarray(v["mean"]).tolist(), "std": np.asarray(v["std"]).tolist()} for k, v in stats.items()}
 
 
 def stats_from_json(d: Mapping) -> dict:
+  """Scaler dict from its `stats_to_json` form (float32 arrays)."""
   return {k: {"mean": np.asarray(v["mean"], np.float32), "std": np.asarray(v["std"], np.float32)}
           for k, v in d.items()}
 

@@ -90,6 +90,7 @@ def _sha256_file(path: pathlib.Path) -> str:
 
 
 def shard_name(index: int) -> str:
+  """Directory name of shard `index`: `shard_<index:05d>`."""
   return f"shard_{index:05d}"
 
 
@@ -129,6 +130,7 @@ def read_manifest(data_dir: str | os.PathLike) -> dict:
 
 
 def write_manifest(data_dir: str | os.PathLike, manifest: Mapping) -> None:
+  """Writes `manifest.json` in `data_dir` atomically (`fileio.write_text`)."""
   fileio.write_text(pathlib.Path(data_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 

@@ -127,6 +127,7 @@ class WindowSampler:
   length: int
 
   def __call__(self, arrays: tuple, key: jax.Array, batch_size: int) -> dict:
+    """The batch `sample(key, batch_size)` draws, from the arrays of `sampler()`."""
     return _sample(*arrays, key, batch_size, self.length)
 
 
@@ -139,6 +140,7 @@ class MixedSampler:
   share: float
 
   def __call__(self, arrays: tuple, key: jax.Array, batch_size: int) -> dict:
+    """`batch_size` windows, the last `round(batch_size * share)` of them from the secondary dataset."""
     n2 = int(round(batch_size * self.share))
     k1, k2 = jax.random.split(key)
     a = self.primary(arrays[0], k1, batch_size - n2)
@@ -265,6 +267,7 @@ class WindowDataset:
     return WindowSampler(self.L), (self._data, self._starts_train, self._firsts_train)
 
   def summary(self) -> dict:
+    """Counts of the dataset: source, H, T, train/held-out episodes and windows, dropped and rejected episodes."""
     return {"source": self.source, "H": self.H, "T": self.T, "train_episodes": int(self.train_episodes.size),
             "eval_episodes": int(self.eval_episodes.size), "train_windows": self.num_train_windows,
             "eval_windows": self.num_eval_windows, "dropped_short": self.dropped_short,
@@ -296,6 +299,7 @@ class MixedDataset:
     return batch_size - n2, n2
 
   def sample(self, key: jax.Array, batch_size: int) -> dict:
+    """`batch_size` windows: `split(batch_size)` from primary then secondary, concatenated along the batch axis."""
     n1, n2 = self.split(batch_size)
     k1, k2 = jax.random.split(key)
     a = self.primary.sample(k1, n1)
@@ -351,11 +355,17 @@ def from_episodes(episodes: Sequence[Mapping[str, np.ndarray]], H: int, T: int, 
 
   Args:
     episodes: list of {"proprio" [N,P], "extero" [N,E], "action" [N,A], "command" [N,C]}, N may differ.
-    H, T: history and horizon.
+    H: history length.
+    T: horizon.
     stats: scaler dict to attach (finetuning keeps the sim scaler); None computes it from the recorded steps
       (reward/value get mean 0, std 1).
-    eval_fraction, key: held-out share of episodes and the split key.
+    eval_fraction: held-out share of episodes.
+    key: the train/held-out split key.
     front_pad: prepend H copies of the first observation (zero action/command, mask 0).
+    start_margin: a window starts at least this many steps after its episode's first (padded) step.
+    end_margin: a window ends at least this many steps before its episode's last step.
+    extero_shape: shape of one extero observation (default `(E,)`, or `()` when E = 0).
+    std_floor: floor of the scaler std when `stats` is None.
 
   Raises:
     ValueError: naming the episode and key for missing keys, wrong shapes, NaN/inf (with step and feature), or
@@ -382,7 +392,7 @@ def from_episodes(episodes: Sequence[Mapping[str, np.ndarray]], H: int, T: int, 
       raise ValueError(f"episode {i} has feature dims {dims_i}, episode 0 has {dims0}")
     if n == 0:
       raise ValueError(f"episode {i} is empty")
-    for k, v in arr.items():
+    for k, _v in arr.items():
       bad = np.argwhere(~np.isfinite(np.asarray(ep[k], np.float64)))
       if bad.size:
         step, feat = int(bad[0][0]), int(bad[0][1])

@@ -159,27 +159,33 @@ class MjxEnv(Env):
   # ---- brax Env API -------------------------------------------------------------------------
   @property
   def observation_size(self):
+    """Shapes of the observation dict: {"state": (P + E + C,), "privileged_state": (S,)}."""
     d = self.task.dims
     return {"state": (d["proprio"] + d["extero"] + d["command"],), "privileged_state": (d["privileged"],)}
 
   @property
   def action_size(self) -> int:
+    """Action dimension A."""
     return self.task.dims["action"]
 
   @property
   def backend(self) -> str:
+    """The physics backend, "mjx"."""
     return "mjx"
 
   @property
   def dt(self) -> float:
+    """Control period [s] (the task's `ctrl_dt`)."""
     return self.task.ctrl_dt
 
   @property
   def n_substeps(self) -> int:
+    """Physics substeps per control step (`ctrl_dt / timestep`)."""
     return self._n_substeps
 
   @property
   def mj_model(self) -> mujoco.MjModel:
+    """The nominal MuJoCo model of the task (no domain parameters applied)."""
     return self._mj_model
 
   def model_for(self, params: Params) -> mjx.Model:
@@ -189,6 +195,7 @@ class MjxEnv(Env):
     return self._model.replace(**updates)
 
   def reset(self, rng: jax.Array) -> State:
+    """Starts an episode: samples its domain and initial state, returns the first State (zero reward and metrics)."""
     params, qpos, qvel, task_info, key_rng = episode_start(self.task, self.domain, rng)
     model = self.model_for(params)
     data = mjx.make_data(model)
@@ -205,6 +212,7 @@ class MjxEnv(Env):
                  metrics=metrics, info=info)
 
   def step(self, state: State, action: jax.Array) -> State:
+    """One control step: applies `action` for `n_substeps`; a non-finite action or physics state ends the episode."""
     action = check_action(action, self.action_size)
     params = state.info["domain"]
     model = self.model_for(params)

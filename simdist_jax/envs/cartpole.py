@@ -105,6 +105,7 @@ class CartPole(Task):
     self.init_angle_range = init_angle_range
 
   def validate_domain(self, domain: Domain) -> None:
+    """Also requires hinge_friction > 0, the other ranges >= 0 and pole_mass, pole_length, motor_gain > 0."""
     super().validate_domain(domain)
     lo = dict((n, l) for n, l, _ in domain.ranges)
     if lo["hinge_friction"] <= 0.0:
@@ -118,14 +119,17 @@ class CartPole(Task):
       raise ValueError(f"domain '{domain.name}': pole_mass, pole_length and motor_gain must be > 0")
 
   def mj_model(self) -> mujoco.MjModel:
+    """The cart-pole MuJoCo model (from the XML above)."""
     return mujoco.MjModel.from_xml_string(_XML)
 
   @property
   def dims(self) -> dict:
+    """P = 5, E = 0, A = 1, C = 0, S = 5 + number of domain parameters."""
     return {"proprio": 5, "extero": 0, "extero_shape": (), "action": 1, "command": 0,
             "privileged": 5 + len(PARAM_NAMES)}
 
   def domain_updates(self, nominal: Mapping[str, jax.Array], params: Params) -> dict:
+    """Pole mass, length (COM and inertia of a thin rod), joint damping, hinge friction and motor gain of `params`."""
     pole = 2  # body ids: 0 world, 1 cart, 2 pole
     m, length = params["pole_mass"], params["pole_length"]
     i_t = m * length ** 2 / 12.0
@@ -139,6 +143,7 @@ class CartPole(Task):
             "dof_damping": dof_damping, "dof_frictionloss": dof_frictionloss, "actuator_gainprm": gainprm}
 
   def initial_state(self, key: jax.Array, params: Params):
+    """Pole hanging down (theta = pi) at the rail centre, spread and noise as set in `__init__`; task_info {"t": 0}."""
     del params
     k1, k2, k3 = jax.random.split(key, 3)
     spread = jnp.array([self.init_cart_range, self.init_angle_range])
@@ -148,6 +153,7 @@ class CartPole(Task):
     return qpos, qvel, {"t": jnp.zeros((), jnp.int32)}
 
   def advance_info(self, task_info: dict, key: jax.Array, phys: Phys) -> dict:
+    """Increments the step counter `t`."""
     del key, phys
     return {"t": task_info["t"] + 1}
 
@@ -168,6 +174,7 @@ class CartPole(Task):
 
   def observe(self, phys: Phys, params: Params, task_info: dict, noise_key: jax.Array,
               sim_domain: Domain) -> dict:
+    """Noisy clean state (per-episode `obs_noise` sigma) and privileged [clean state, normalized domain parameters]."""
     del task_info
     s = self.clean_state(phys)
     noisy = s + params["obs_noise"] * jax.random.normal(noise_key, s.shape)
@@ -176,6 +183,7 @@ class CartPole(Task):
 
   def reward(self, phys_prev: Phys, phys: Phys, action: jax.Array, params: Params,
              task_info: dict) -> tuple[jax.Array, dict]:
+    """The swing-up reward of the clipped action, and metrics `upright` ((cos + 1) / 2) and `cart_pos_abs`."""
     del phys_prev, params, task_info
     u = jnp.clip(action[0], -1.0, 1.0)
     x, th, th_dot = phys["qpos"][0], phys["qpos"][1], phys["qvel"][1]

@@ -72,14 +72,17 @@ class Domain:
 
   @property
   def names(self) -> tuple[str, ...]:
+    """Parameter names, in order."""
     return tuple(r[0] for r in self.ranges)
 
   @property
   def low(self) -> np.ndarray:
+    """Lower bounds of the ranges, f32[K] in `names` order."""
     return np.array([r[1] for r in self.ranges], np.float32)
 
   @property
   def high(self) -> np.ndarray:
+    """Upper bounds of the ranges, f32[K] in `names` order."""
     return np.array([r[2] for r in self.ranges], np.float32)
 
   def sample(self, key: jax.Array) -> Params:

@@ -50,10 +50,12 @@ class RealEnv:
 
   @property
   def dt(self) -> float:
+    """Control period [s] (the task's `ctrl_dt`)."""
     return self.task.ctrl_dt
 
   @property
   def action_size(self) -> int:
+    """Action dimension A."""
     return self.task.dims["action"]
 
   def _phys(self):

@@ -22,12 +22,14 @@ class DomainAutoResetWrapper(Wrapper):
   """Batched auto-reset with a fresh key (hence a fresh domain and initial state) per finished episode."""
 
   def reset(self, rng: jax.Array) -> State:
+    """Batched reset; also stores a per-env key stream (`info["reset_rng"]`) for the later auto-resets."""
     state = self.env.reset(rng)
     # A per-env key stream for future resets, independent of the key used for this reset.
     reset_rng = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(rng)
     return state.replace(info={**state.info, "reset_rng": reset_rng})
 
   def step(self, state: State, action: jax.Array) -> State:
+    """Batched step; every env that ended this step is reset with a fresh key (wrapper-owned `info` kept)."""
     info = dict(state.info)
     if "steps" in info:
       info["steps"] = jnp.where(state.done, jnp.zeros_like(info["steps"]), info["steps"])

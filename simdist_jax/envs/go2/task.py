@@ -121,6 +121,7 @@ def quat_to_mat(q: jax.Array) -> jax.Array:
 
 
 def yaw_of(q: jax.Array) -> jax.Array:
+  """Yaw angle [rad] of a MuJoCo quaternion (w, x, y, z)."""
   w, x, y, z = q[0], q[1], q[2], q[3]
   return jnp.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
@@ -188,14 +189,17 @@ class Go2(Task):
 
   # ---- Task API -------------------------------------------------------------------------------------
   def mj_model(self) -> mujoco.MjModel:
+    """The Go2 MuJoCo model on this task's terrain (from the built XML)."""
     return mujoco.MjModel.from_xml_string(self._xml)
 
   @property
   def dims(self) -> dict:
+    """P = 35, E = 315 (height scan), A = 12, C = 3, S = 35 + 3 + 12 + 4 + 4 + K + 315."""
     return {"proprio": 35, "extero": 315, "extero_shape": terrain_lib.SCAN_SHAPE, "action": 12,
             "command": 3, "privileged": 35 + 3 + 12 + 4 + 4 + len(PARAM_NAMES) + 315}
 
   def validate_domain(self, domain: Domain) -> None:
+    """Also needs joint/foot friction, kp/kd_scale > 0, restitution in [0, 1), noise >= 0, trunk mass > 1 kg."""
     super().validate_domain(domain)
     lo = {n: l for n, l, _ in domain.ranges}
     hi = {n: h for n, _, h in domain.ranges}
@@ -213,6 +217,7 @@ class Go2(Task):
       raise ValueError(f"domain '{domain.name}': base_mass_offset too negative ({lo['base_mass_offset']})")
 
   def domain_updates(self, nominal: Mapping[str, jax.Array], params: Params) -> dict:
+    """Trunk mass offset, foot friction and restitution (solref damping ratio), PD gains and joint friction."""
     b, feet = self.base_id, self.foot_geom_ids
     dm = params["base_mass_offset"]
     body_mass = nominal["body_mass"].at[b].add(dm)
@@ -245,6 +250,7 @@ class Go2(Task):
     return jnp.stack([jnp.float32(c.walk_speed), vy, wz]).astype(jnp.float32)
 
   def initial_state(self, key: jax.Array, params: Params):
+    """Random yaw and xy, default pose x joint_reset_scale, standing on the terrain; the first command in task_info."""
     del params
     c = self.cfg
     k_xy, k_yaw, k_q, k_cmd = jax.random.split(key, 4)
@@ -264,6 +270,7 @@ class Go2(Task):
     return qpos, qvel, {"t": jnp.zeros((), jnp.int32), "command": command, "ref": ref}
 
   def advance_info(self, task_info: dict, key: jax.Array, phys: Phys) -> dict:
+    """Step counter `t` + 1; the command follows walk_straight's P-laws or is resampled every `resample_steps`."""
     t = task_info["t"] + 1
     if self.cfg.command_mode == "walk_straight":
       command = self._walk_straight_command(phys["qpos"], task_info["ref"])
@@ -272,6 +279,7 @@ class Go2(Task):
     return {"t": t, "command": command, "ref": task_info["ref"]}
 
   def action_to_ctrl(self, action: jax.Array, phys: Phys, params: Params) -> jax.Array:
+    """PD targets: `action_scale * action + default pose`."""
     del phys, params
     return self.cfg.action_scale * action + self.default_q
 
@@ -300,17 +308,20 @@ class Go2(Task):
     return jnp.where(task_info["t"] > 0, a, jnp.zeros_like(a))
 
   def proprio(self, phys: Phys, task_info: dict) -> jax.Array:
+    """Noise-free proprio [35]: body lin/ang velocity, gravity, joint offsets and velocities, gait phase cos/sin."""
     bf = self.base_frame(phys)
     phase = 2 * jnp.pi * task_info["t"] * self.ctrl_dt / self.cfg.gait_period
     return jnp.concatenate([bf["lin_vel"], bf["ang_vel"], bf["gravity"], phys["qpos"][7:] - self.default_q,
                             phys["qvel"][6:], jnp.stack([jnp.cos(phase), jnp.sin(phase)])])
 
   def scan(self, phys: Phys) -> jax.Array:
+    """Noise-free height scan around the base, flattened [315]."""
     bf = self.base_frame(phys)
     return terrain_lib.height_scan(self.terrain, bf["pos"], bf["yaw"]).reshape(-1)
 
   def observe(self, phys: Phys, params: Params, task_info: dict, noise_key: jax.Array,
               sim_domain: Domain) -> dict:
+    """Noisy [proprio, scan, command] state and the privileged state (clean features, contacts, normalized domain)."""
     prop = self.proprio(phys, task_info)
     scan = self.scan(phys)
     k_p, k_s = jax.random.split(noise_key)
@@ -352,6 +363,7 @@ class Go2(Task):
 
   def reward(self, phys_prev: Phys, phys: Phys, action: jax.Array, params: Params,
              task_info: dict) -> tuple[jax.Array, dict]:
+    """Sum of the reward terms x reward scale x ctrl_dt; metrics are the weighted terms (`reward/<term>`)."""
     del params
     terms = self.reward_terms(phys_prev, phys, action, task_info)
     weighted = {k: self.reward_scales[k] * self.ctrl_dt * v for k, v in terms.items()}
@@ -368,6 +380,7 @@ class Go2(Task):
     return pts[:, 2] - radius - terrain_lib.height(self.terrain, pts[:, :2])
 
   def terminated(self, phys: Phys, params: Params) -> jax.Array:
+    """Whether the trunk tilts past MAX_TILT or a trunk, head or knee point is below the terrain."""
     del params
     g = self.base_frame(phys)["gravity"]
     tilted = g[2] > -np.cos(MAX_TILT)

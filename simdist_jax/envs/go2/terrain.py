@@ -137,6 +137,7 @@ def to_mjcf(terrain: Terrain) -> str:
 
 # ---- generators -----------------------------------------------------------------------------------------
 def flat() -> Terrain:
+  """Flat ground: the ground plane alone (no panels)."""
   return Terrain("flat")
 
 

@@ -97,6 +97,7 @@ class MetricsWriter:
     self._tb.flush()
 
   def close(self) -> None:
+    """Closes the JSONL file and the TensorBoard writer (opening one first if none was opened yet)."""
     self._jsonl.close()
     if self._tb is None:
       self._open_tb(None)

@@ -42,6 +42,7 @@ class Fingerprint:
   exclude: tuple[str, ...] = ()
 
   def covers(self, key: str) -> bool:
+    """Whether the stage reads `key`: it lies under an `include` prefix and under no `exclude` prefix."""
     return _under(key, self.include) and not _under(key, self.exclude)
 
 
@@ -176,6 +177,7 @@ def roots(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 # ---- records ----------------------------------------------------------------------------------------------------
 def record_path(name: str, workdir: Any) -> pathlib.Path | None:
+  """Path of stage `name`'s config record in `workdir`, or None when the stage keeps none."""
   st = STAGES[name]
   return None if st.dir is None or st.record is None else pathlib.Path(workdir) / st.dir / st.record
 

@@ -150,6 +150,7 @@ def export_params(normalizer: running_statistics.RunningStatisticsState, net_par
 
 # ---- directories ------------------------------------------------------------------------------------------------
 def ladder_path(expert_dir: str | os.PathLike, iteration: int) -> pathlib.Path:
+  """Directory of the ladder checkpoint at `iteration`: `<expert_dir>/ladder/iter_<iteration:06d>`."""
   return pathlib.Path(expert_dir) / LADDER / f"iter_{int(iteration):06d}"
 
 

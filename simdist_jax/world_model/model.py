@@ -170,6 +170,7 @@ class Encoder(nn.Module):
   spec: ModelSpec
 
   def setup(self) -> None:
+    """Builds the proprio MLP, the height-map CNN (only when E > 0) and the latent MLP."""
     s = self.spec
     self.proprio_mlp = modules.MLP(s.proprio_hidden, s.latent_dim)
     if s.extero > 0:
@@ -194,6 +195,7 @@ class History(nn.Module):
   spec: ModelSpec
 
   def setup(self) -> None:
+    """Builds the action projection, temporal and token-type embeddings and the future-action embedding."""
     s = self.spec
     init = nn.initializers.normal(0.02)
     self.action_proj = modules.Linear(s.latent_dim)
@@ -318,6 +320,7 @@ class WorldModelNet(nn.Module):
   spec: ModelSpec
 
   def setup(self) -> None:
+    """Builds the encoder, history, dynamics (chunked or autoregressive), reward/value heads and policy head."""
     s = self.spec
     self.encoder = Encoder(s)
     self.history = History(s)

@@ -170,6 +170,7 @@ class StepOptions:
     return ml_collections.ConfigDict(root)
 
   def dims_dict(self) -> dict[str, Any]:
+    """The env dims as a dict {name: value}."""
     return dict(self.dims)
 
 
@@ -258,11 +259,14 @@ def train_chunk(opts: StepOptions, state: TrainState, scaler: Any, data: Any, ke
 
   Args:
     opts: static options.
-    state, scaler: the training state and the (constant) scaler.
+    state: the training state.
+    scaler: the (constant) scaler.
     data: with `sample_fn`, the dataset arrays of `dataset.sampler()`: step s trains on
       `sample_fn(data, fold_in(key_data, s), batch_size)`; without, pre-drawn batches stacked to [K, B, ...].
-    key_data, key_loss: the batch and the dropout / noise key streams (folded with the step).
-    num_steps, batch_size: K and B.
+    key_data: the batch key stream (folded with the step).
+    key_loss: the dropout / noise key stream (folded with the step).
+    num_steps: K, the number of steps.
+    batch_size: B, windows per step.
     sample_fn: the dataset's pure sampler, or None.
   """
   parts = _pretrain_parts(opts)
@@ -392,7 +396,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
         bad_step = step + bad  # == int(state.step): the chunk kept the state before that step
         if bad_step > last_saved:
           save(state)
-        batch = (jax.tree.map(lambda x: x[bad], data) if sample_fn is None
+        batch = (jax.tree.map(lambda x, bad=bad: x[bad], data) if sample_fn is None
                  else dataset.sample(jax.random.fold_in(key_data, bad_step), batch_size))
         raise NonFiniteLossError(
           f"non-finite training loss {float(metrics['train/loss'][bad])} at step {bad_step} (terms: "
@@ -437,6 +441,7 @@ class SyntheticSampler:
   L: int
 
   def __call__(self, data: Mapping[str, jax.Array], key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
+    """`batch_size` windows of length L, each from a uniformly drawn episode and start: {key: [B, L, ...]}."""
     n, length = data["reward"].shape
     k_ep, k_start = jax.random.split(key)
     ep = jax.random.randint(k_ep, (batch_size,), 0, n)

@@ -43,7 +43,8 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     controller: `reset(key)`, `replace_last_action(a)` and `__call__(proprio, extero, command) -> action`
       (or `__call__(obs) -> action` with `full_obs`).
     key: split into the env's reset key and the controller's key.
-    recorder, meta: optional episode recording (and its metadata).
+    recorder: optional episode recorder.
+    meta: metadata of the recorded episode (`recorder.start_episode(**meta)`).
     explore: optional exploration noise on the controller's actions.
     full_obs: call `controller(obs)` with the env's whole obs dict (privileged experts) instead of the split
       observed state.

@@ -83,7 +83,7 @@ def test_policy_mixture_and_episode_bookkeeping():
   n = ep.shape[1]
   first_pid = {}
   for j in range(n):
-    for val, length, _ in _runs(ep[:, j]):
+    for val, _length, _ in _runs(ep[:, j]):
       seg = pid[:, j][ep[:, j] == val]
       assert np.all(seg == seg[0]), "policy changed inside an episode"
       assert val % n == j  # global ids: k * N + j

@@ -5,18 +5,18 @@ import numpy as np
 import pytest
 
 from simdist_jax.data import storage
-from simdist_jax.data import windows as W
+from simdist_jax.data import windows
 from tests.data import generated_dataset
 
 
 def test_valid_starts_hand_worked():
   # Episodes of lengths 20, 9, 30 at offsets 0, 20, 29; L = 5, margins 5/5 -> need n >= 15.
   offsets, lengths = np.array([0, 20, 29]), np.array([20, 9, 30])
-  starts, ep = W.valid_starts(offsets, lengths, 5, 5, 5)
+  starts, ep = windows.valid_starts(offsets, lengths, 5, 5, 5)
   # ep 0: s in [5, 20 - 5 - 5] = [5, 10]; ep 1 dropped; ep 2: [34, 29 + 30 - 10] = [34, 49]
   np.testing.assert_array_equal(starts, list(range(5, 11)) + list(range(34, 50)))
   np.testing.assert_array_equal(ep, [0] * 6 + [2] * 16)
-  o, n = W.episode_segments(np.array([7, 7, 7, 3, 3, 9]))
+  o, n = windows.episode_segments(np.array([7, 7, 7, 3, 3, 9]))
   np.testing.assert_array_equal(o, [0, 3, 5])
   np.testing.assert_array_equal(n, [3, 2, 1])
 
@@ -31,8 +31,8 @@ def _synthetic(lengths, H=2, T=3, margins=(1, 1), eval_fraction=0.0, front_pad=0
             "value": step * 3, "expert_flag": (np.arange(m) % 2).astype(np.uint8), "mask": np.ones(m, np.uint8)}
   arrays.update(kw)
   dims = {"proprio": 2, "extero": 0, "extero_shape": (), "action": 1, "command": 1}
-  return W.WindowDataset(arrays, ids, H, T, {}, dims, eval_fraction, jax.random.PRNGKey(0), *margins,
-                         front_pad=front_pad), arrays
+  return windows.WindowDataset(arrays, ids, H, T, {}, dims, eval_fraction, jax.random.PRNGKey(0), *margins,
+                               front_pad=front_pad), arrays
 
 
 def test_sampler_returns_exact_slices_and_never_crosses_episodes():
@@ -40,7 +40,7 @@ def test_sampler_returns_exact_slices_and_never_crosses_episodes():
   key = jax.random.PRNGKey(3)
   starts = np.asarray(ds.draw_starts(key, 64))
   batch = ds.sample(key, 64)
-  assert set(batch) == set(W.BATCH_KEYS)
+  assert set(batch) == set(windows.BATCH_KEYS)
   for k, v in batch.items():
     assert v.dtype == np.float32 and v.shape[:2] == (64, 6), (k, v.shape, v.dtype)
     expect = np.stack([np.asarray(arrays[k][s:s + 6], np.float32) for s in starts])
@@ -99,7 +99,7 @@ def _real(n, p=3, e=4, seed=0):
 def test_from_episodes_front_padding():
   H, T = 3, 2
   eps = [_real(6, seed=0), _real(10, seed=1)]
-  ds = W.from_episodes(eps, H, T, None, 0.0, jax.random.PRNGKey(0))
+  ds = windows.from_episodes(eps, H, T, None, 0.0, jax.random.PRNGKey(0))
   # padded lengths 9 and 13; starts s in [o, o + N - T - 1]: 4 + 8 = 12 windows.
   assert ds.num_train_windows == (6 - T) + (10 - T)
   allw = ds.gather(np.asarray(ds._starts_train))
@@ -121,25 +121,25 @@ def test_from_episodes_front_padding():
   assert float(ds.stats["reward"]["std"]) == 1.0
   assert ds.dims == {"proprio": 3, "extero": 4, "extero_shape": (4,), "action": 2, "command": 1}
   # Same batch structure as a sim dataset.
-  assert set(ds.sample(jax.random.PRNGKey(0), 4)) == set(W.BATCH_KEYS)
+  assert set(ds.sample(jax.random.PRNGKey(0), 4)) == set(windows.BATCH_KEYS)
 
 
 def test_from_episodes_errors():
   with pytest.raises(ValueError, match=r"H\+T\+1 = 3\+5\+1 = 9 .* >= 9 steps, but the longest usable episode has "
                                        r"8 steps"):
-    W.from_episodes([_real(4), _real(5)], 3, 5, None, 0.0, jax.random.PRNGKey(0))
+    windows.from_episodes([_real(4), _real(5)], 3, 5, None, 0.0, jax.random.PRNGKey(0))
   bad = _real(6)
   bad["extero"][4, 2] = np.inf
   with pytest.raises(ValueError, match=r"non-finite value inf in real episode 1 at step 4, key 'extero', feature 2"):
-    W.from_episodes([_real(6), bad], 2, 2, None, 0.0, jax.random.PRNGKey(0))
+    windows.from_episodes([_real(6), bad], 2, 2, None, 0.0, jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match=r"episode 0 is missing keys \['command'\]"):
-    W.from_episodes([{k: v for k, v in _real(6).items() if k != "command"}], 2, 2, None, 0.0,
-                    jax.random.PRNGKey(0))
+    windows.from_episodes([{k: v for k, v in _real(6).items() if k != "command"}], 2, 2, None, 0.0,
+                          jax.random.PRNGKey(0))
 
 
 def test_load_generated_dataset():
   d = generated_dataset()
-  ds = W.load_dataset(d, H=4, T=4, start_margin=5, end_margin=5, eval_fraction=0.1, seed=0)
+  ds = windows.load_dataset(d, H=4, T=4, start_margin=5, end_margin=5, eval_fraction=0.1, seed=0)
   man = storage.read_manifest(d)
   assert ds.dims == {"proprio": 2, "extero": 3, "extero_shape": (3,), "action": 1, "command": 1}
   assert ds.stats["reward"]["mean"].shape == () and ds.stats["proprio"]["std"].shape == (2,)
@@ -162,32 +162,32 @@ def test_mixed_dataset_draws_the_configured_share_from_each_source():
   H, T = 2, 2
   key = jax.random.PRNGKey(0)
   # Tag the sources: every real proprio is in [-10, 10] (normal), every "sim" proprio is offset by +1000.
-  real = W.from_episodes([_real(12, seed=0), _real(15, seed=1)], H, T, None, 0.0, key)
+  real = windows.from_episodes([_real(12, seed=0), _real(15, seed=1)], H, T, None, 0.0, key)
   sim_eps = [dict(_real(20, seed=2), proprio=_real(20, seed=2)["proprio"] + 1000.0)]
-  sim = W.from_episodes(sim_eps, H, T, None, 0.0, key)
-  mixed = W.MixedDataset(real, sim, 0.25)
+  sim = windows.from_episodes(sim_eps, H, T, None, 0.0, key)
+  mixed = windows.MixedDataset(real, sim, 0.25)
   assert mixed.split(32) == (24, 8) and mixed.split(6) == (4, 2)  # round(1.5) = 2
   b = mixed.sample(jax.random.PRNGKey(1), 32)
-  assert set(b) == set(W.BATCH_KEYS) and b["proprio"].shape == (32, H + T + 1, 3)
+  assert set(b) == set(windows.BATCH_KEYS) and b["proprio"].shape == (32, H + T + 1, 3)
   from_sim = np.asarray(b["proprio"]).max(axis=(1, 2)) > 500.0
   np.testing.assert_array_equal(from_sim, [False] * 24 + [True] * 8)
-  assert W.MixedDataset(real, sim, 0.0).sample(jax.random.PRNGKey(1), 8)["proprio"].max() < 500.0
+  assert windows.MixedDataset(real, sim, 0.0).sample(jax.random.PRNGKey(1), 8)["proprio"].max() < 500.0
   with pytest.raises(ValueError, match=r"\[0, 1\)"):
-    W.MixedDataset(real, sim, 1.0)
+    windows.MixedDataset(real, sim, 1.0)
   with pytest.raises(ValueError, match="H, T differ"):
-    W.MixedDataset(real, W.from_episodes(sim_eps, H, T + 1, None, 0.0, key), 0.5)
+    windows.MixedDataset(real, windows.from_episodes(sim_eps, H, T + 1, None, 0.0, key), 0.5)
   with pytest.raises(ValueError, match="dims\\['proprio'\\] differ"):
-    W.MixedDataset(real, W.from_episodes([_real(20, p=4)], H, T, None, 0.0, key), 0.5)
+    windows.MixedDataset(real, windows.from_episodes([_real(20, p=4)], H, T, None, 0.0, key), 0.5)
 
 
 def test_valid_starts_with_front_padding_hand_worked():
   # Episodes of lengths 20, 9 at offsets 0, 20; L = 5 (H = 2, T = 2), front_pad = H = 2, margins 0 / 1.
   # ep 0: s in [0 - 2, 20 - 1 - 5] = [-2, 14] (current steps t = s + 2 in [0, 16]); ep 1: [18, 23].
-  starts, ep = W.valid_starts(np.array([0, 20]), np.array([20, 9]), 5, 0, 1, front_pad=2)
+  starts, ep = windows.valid_starts(np.array([0, 20]), np.array([20, 9]), 5, 0, 1, front_pad=2)
   np.testing.assert_array_equal(starts, list(range(-2, 15)) + list(range(18, 24)))
   np.testing.assert_array_equal(ep, [0] * 17 + [1] * 6)
   with pytest.raises(ValueError, match="front_pad"):
-    W.valid_starts(np.array([0]), np.array([9]), 5, 0, 0, front_pad=-1)
+    windows.valid_starts(np.array([0]), np.array([9]), 5, 0, 0, front_pad=-1)
 
 
 def test_front_padded_sim_windows_reproduce_the_controller_context_at_t0():
@@ -219,7 +219,7 @@ def test_front_padded_sim_windows_reproduce_the_controller_context_at_t0():
   np.testing.assert_array_equal(np.asarray(w["action"][0, :H]), np.asarray(ah))
   # Real-data padding of the same episode (physically padded copy) gives the same window.
   ep1 = {k: arrays[k][offsets[1]:offsets[1] + lengths[1]] for k in ("proprio", "extero", "action", "command")}
-  real = W.from_episodes([ep1], H=H, T=T, stats={}, eval_fraction=0.0, key=jax.random.PRNGKey(0))
+  real = windows.from_episodes([ep1], H=H, T=T, stats={}, eval_fraction=0.0, key=jax.random.PRNGKey(0))
   wr = real.gather([0])
   for k in ("proprio", "extero", "action", "command", "mask"):
     np.testing.assert_array_equal(np.asarray(w[k]), np.asarray(wr[k]), err_msg=k)

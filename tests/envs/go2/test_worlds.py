@@ -8,8 +8,8 @@ import pytest
 
 from simdist_jax.config import load_config
 from simdist_jax.envs.go2 import model as model_lib
-from simdist_jax.envs.go2 import terrain as T
-from simdist_jax.envs.go2 import worlds as W
+from simdist_jax.envs.go2 import terrain
+from simdist_jax.envs.go2 import worlds
 from simdist_jax.envs.go2.task import PARAM_NAMES, Go2, Go2Config
 
 
@@ -18,24 +18,25 @@ def _geom(m, name):
 
 
 def test_world_domains_differ_from_sim_nominal_in_exactly_the_intended_parameters():
-  diffs = {name: {k for k, v in w.domain_dict().items() if v != W.SIM_NOMINAL[k]} for name, w in W.WORLDS.items()}
+  diffs = {name: {k for k, v in w.domain_dict().items() if v != worlds.SIM_NOMINAL[k]}
+           for name, w in worlds.WORLDS.items()}
   assert diffs == {"slippery_slope": {"foot_friction"}, "foam": set()}
-  assert W.WORLDS["slippery_slope"].domain_dict()["foot_friction"] < 0.2  # below the sim DR range
-  for w in W.WORLDS.values():
+  assert worlds.WORLDS["slippery_slope"].domain_dict()["foot_friction"] < 0.2  # below the sim DR range
+  for w in worlds.WORLDS.values():
     assert tuple(w.real_domain().names) == PARAM_NAMES
     Go2().validate_domain(w.real_domain())
   cfg = load_config("experiments/configs/go2.py:small")
-  assert dict(cfg.domain.real) == W.WORLDS["slippery_slope"].domain_dict()
+  assert dict(cfg.domain.real) == worlds.WORLDS["slippery_slope"].domain_dict()
 
 
 def test_protocols():
-  s, f = W.WORLDS["slippery_slope"], W.WORLDS["foam"]
+  s, f = worlds.WORLDS["slippery_slope"], worlds.WORLDS["foam"]
   assert (s.course_length, s.speeds, s.trials_per_speed) == (1.82, (0.1, 0.3, 0.5), 5)
   assert (f.course_length, f.speeds, f.trials_per_speed) == (3.00, (0.2, 0.7, 1.2), 5)
 
 
 def test_slippery_slope_geometry_and_materials():
-  ter = W.slippery_slope_terrain()
+  ter = worlds.slippery_slope_terrain()
   ramps = [p for p in ter.panels if p.h0 != p.h1]
   angles = [math.degrees(math.atan((p.h1 - p.h0) / (p.x1 - p.x0))) for p in ramps]
   np.testing.assert_allclose(angles, [3.0, 5.7], atol=1e-9)
@@ -49,8 +50,8 @@ def test_slippery_slope_geometry_and_materials():
 
 
 def test_world_models_differ_from_sim_only_in_terrain_geoms():
-  sim = model_lib.build_model(T.flat())
-  for w in W.WORLDS.values():
+  sim = model_lib.build_model(terrain.flat())
+  for w in worlds.WORLDS.values():
     m = model_lib.build_model(w.terrain)
     robot = [g for g in range(m.ngeom) if m.geom_bodyid[g] != 0]
     robot_sim = [g for g in range(sim.ngeom) if sim.geom_bodyid[g] != 0]
@@ -64,17 +65,18 @@ def test_world_models_differ_from_sim_only_in_terrain_geoms():
 
 
 def test_foam_pads_are_soft_and_feet_sink():
-  m = model_lib.build_model(W.foam_terrain())
+  m = model_lib.build_model(worlds.foam_terrain())
   for name in ("panel0", "panel1"):
     g = _geom(m, name)
-    np.testing.assert_allclose(m.geom_solref[g], W.FOAM_SOLREF)
-    np.testing.assert_allclose(m.geom_solimp[g, :3], W.FOAM_SOLIMP)
-    assert m.geom_solmix[g] == W.FOAM_SOLMIX
-    np.testing.assert_allclose(m.geom_size[g, 2] * 2 + T.BOX_BOTTOM, 0.05)  # top at 5 cm
-  kw = dict(friction=W.FOAM_FRICTION, solref=W.FOAM_SOLREF, solimp=W.FOAM_SOLIMP, solmix=W.FOAM_SOLMIX)
+    np.testing.assert_allclose(m.geom_solref[g], worlds.FOAM_SOLREF)
+    np.testing.assert_allclose(m.geom_solimp[g, :3], worlds.FOAM_SOLIMP)
+    assert m.geom_solmix[g] == worlds.FOAM_SOLMIX
+    np.testing.assert_allclose(m.geom_size[g, 2] * 2 + terrain.BOX_BOTTOM, 0.05)  # top at 5 cm
+  kw = dict(friction=worlds.FOAM_FRICTION, solref=worlds.FOAM_SOLREF, solimp=worlds.FOAM_SOLIMP,
+            solmix=worlds.FOAM_SOLMIX)
   sink = {}
-  for name, ter, h in (("floor", T.flat(), 0.0),
-                       ("foam", T.Terrain("pad", (T.Panel(-1, 1, -1, 1, 0.05, 0.05, **kw),)), 0.05)):
+  for name, ter, h in (("floor", terrain.flat(), 0.0),
+                       ("foam", terrain.Terrain("pad", (terrain.Panel(-1, 1, -1, 1, 0.05, 0.05, **kw),)), 0.05)):
     task = Go2(terrain=ter)
     m = task.mj_model()
     d = mujoco.MjData(m)
@@ -97,23 +99,23 @@ def test_evaluate_protocol_smoke():
     calls.append(obs["state"].shape)
     return np.zeros(12, np.float32)
 
-  out = W.evaluate_protocol(policy, "foam", cfg, speeds=(0.7,), trials_per_speed=2, max_steps=5)
+  out = worlds.evaluate_protocol(policy, "foam", cfg, speeds=(0.7,), trials_per_speed=2, max_steps=5)
   assert out["metric"] == "mean_forward_progress_m" and out["world"] == "foam"
   assert len(out["trials"]) == 2 and all(t["steps"] == 5 for t in out["trials"])
   assert calls[0] == (353,) and len(calls) == 10
   assert 0.0 <= out["mean_progress_m"] <= 3.0 and set(out["per_speed"]) == {0.7}
   with pytest.raises(ValueError, match="unknown world"):
-    W.get_world("ice")
+    worlds.get_world("ice")
 
 
 def test_flat_reference_differs_from_sim_nominal_in_nothing():
   cfg = load_config("experiments/configs/go2.py:small")  # flat training terrain
   sim_task = Go2(Go2Config.from_env_cfg(cfg.env))
-  for name, w in W.WORLDS.items():
-    ref = W.flat_reference(name)
-    assert ref.domain_dict() == W.SIM_NOMINAL
-    assert ref.terrain == sim_task.terrain == T.flat()
-    assert W.world_task(ref, cfg.env, 0.5)._xml == sim_task._xml  # same MJCF as the sim env's
+  for name, w in worlds.WORLDS.items():
+    ref = worlds.flat_reference(name)
+    assert ref.domain_dict() == worlds.SIM_NOMINAL
+    assert ref.terrain == sim_task.terrain == terrain.flat()
+    assert worlds.world_task(ref, cfg.env, 0.5)._xml == sim_task._xml  # same MJCF as the sim env's
     assert (ref.course_length, ref.speeds, ref.trials_per_speed, ref.timeout_factor) == (
         w.course_length, w.speeds, w.trials_per_speed, w.timeout_factor)
-    assert ref.name not in W.WORLDS
+    assert ref.name not in worlds.WORLDS

@@ -80,12 +80,15 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     if done or (max_steps is not None and steps >= max_steps) or (stop is not None and stop(info)):
       failed = info["failed"]
       break
-  if recorder is not None:
-    recorder.end_episode()
   has = last is not None
-  return {"return": total, "steps": steps, "failed": failed, "noised_steps": noised_steps,
-          "success_frac": successes / steps if has else float("nan"),
-          "success_final": float(bool(last)) if has else float("nan")}
+  out = {"return": total, "steps": steps, "failed": failed, "noised_steps": noised_steps,
+         "success_frac": successes / steps if has else float("nan"),
+         "success_final": float(bool(last)) if has else float("nan")}
+  if recorder is not None:
+    # The outcome goes into the episode's meta for the analyses (never into training: hardware would not have it).
+    recorder.annotate(**{f"outcome/{k}": float(out[k]) for k in ("return", "success_frac", "success_final")})
+    recorder.end_episode()
+  return out
 
 
 def evaluate_episodes(env, controller, seeds: Sequence[int]) -> dict:
@@ -189,6 +192,31 @@ def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: 
   if count == 0:
     raise ValueError(f"no held-out episode is longer than T + 1 = {T + 1} steps")
   return {"model": sums / count, "persistence": sums_p / count}
+
+
+def value_trace(wm: Any, variables: Any, episode: dict, H: int, T: int) -> np.ndarray:
+  """The frozen value head along a recorded real episode: V_hat(s_{t+1}) for t = 0..N-T-1 [N-T], read from the
+  ENCODED real observations (z = E(o_{t+1..t+T}) in place of predicted latents, the context from the real history),
+  so it uses only frozen parts of the model: does the sim value rank real states (the paper's value-over-time plot)?"""
+  n = len(episode["proprio"])
+  if n < T + 1:
+    raise ValueError(f"episode of {n} steps is shorter than T + 1 = {T + 1}")
+  pro, ext, act = _padded(episode, H)
+  cmd = np.concatenate([np.repeat(np.asarray(episode["command"][:1], np.float32), H, 0),
+                        np.asarray(episode["command"], np.float32)], 0)
+
+  def one(ph, ah, p_t, e_t, acts, p_fut, e_fut, c):
+    ctx = wm.context(variables, ph, ah, p_t, e_t)
+    z = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
+    return wm.predict_returns(variables, ctx, z, acts, c)[1][0]
+
+  ts = np.arange(0, n - T)
+  c_win = np.stack([cmd[t + H:t + H + T + 1] for t in ts])  # c_t..c_{t+T}: t + H + T <= n + H - 1
+  v = jax.jit(jax.vmap(one))(np.stack([pro[t:t + H] for t in ts]), np.stack([act[t:t + H] for t in ts]),
+                             pro[ts + H], ext[ts + H], np.stack([act[t + H:t + H + T] for t in ts]),
+                             np.stack([pro[t + H + 1:t + H + T + 1] for t in ts]),
+                             np.stack([ext[t + H + 1:t + H + T + 1] for t in ts]), c_win)
+  return np.asarray(v)
 
 
 def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num_points: int,

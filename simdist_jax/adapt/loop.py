@@ -239,6 +239,20 @@ def _references(ctx: dict) -> dict:
   return out
 
 
+def _value_traces(ctx: dict, variables: Any) -> list[dict]:
+  """The frozen value along every recorded real episode (`evaluation.value_trace`), with its outcome."""
+  out = []
+  for j in range(1, int(ctx["cfg"].adapt.rounds) + 1):
+    for ep in rec.load_episodes(_round_dir(ctx["adir"], j) / "episodes", ctx["dims"], verbose=False)[0]:
+      meta = ep.get("meta", {})
+      if len(ep["proprio"]) < ctx["T"] + 1:
+        continue
+      v = evaluation.value_trace(ctx["wm"], variables, ep, ctx["H"], ctx["T"])
+      out.append({"round": j, "seed": meta.get("seed"), "return": meta.get("outcome/return"),
+                  "success_frac": meta.get("outcome/success_frac"), "value": [float(x) for x in v]})
+  return out
+
+
 def summarize(rounds: list[dict]) -> dict:
   """The curve's summary. Gap closed = (final - round 0) / (oracle(heads) - round 0), each mean over the oracle's
   episodes (the first `adapt.oracle_episodes` evaluation seeds, the same initial states), or None without an
@@ -356,6 +370,7 @@ def run_stage(cfg, workdir) -> dict:
         + f" ({row['wall_s']:.0f}s; ETA {eta:.0f}s)")
 
   summary = summarize(rounds)
+  summary["value_traces"] = _value_traces(ctx, variables)
   config_lib.atomic_write_text(adir / "adapt_results.json", json.dumps(summary, indent=2))
   closed = summary["gap_closed_fraction"]
   closed_s = ("n/a (no oracle, or round 0 is not below it)" if closed is None else

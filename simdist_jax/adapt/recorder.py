@@ -86,6 +86,12 @@ class EpisodeRecorder:
       self._buf[f].append(np.asarray(v, np.float32).reshape(-1))
     self._buf["time_s"].append(np.float64(time_s))
 
+  def annotate(self, **meta) -> None:
+    """Adds entries to the current episode's `meta` (e.g. its outcome, known only at the end)."""
+    if self._buf is None:
+      raise RuntimeError("annotate() outside an episode")
+    self._meta.update(meta)
+
   def end_episode(self) -> pathlib.Path:
     """Validates and writes the episode; returns its path."""
     if self._buf is None or not self._buf["proprio"]:

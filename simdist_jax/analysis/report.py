@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
+
 from simdist_jax import config as config_lib
 from simdist_jax import paths
 
@@ -107,10 +109,28 @@ def write_report(workdir) -> pathlib.Path:
   fig.savefig(out / "pred_loss.png", dpi=120)
   plt.close(fig)
 
+  traces = adapt.get("value_traces") or []
+  if traces:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dt = float(_get(cfg, ("env", "ctrl_dt")) or 1.0)
+    for tr in traces:
+      ok = (tr.get("success_frac") or 0.0) >= 0.2
+      ax.plot(np.arange(1, len(tr["value"]) + 1) * dt, tr["value"], color="g" if ok else "r", alpha=0.5, lw=1)
+    ax.plot([], [], color="g", label="upright >= 20 % of the episode")
+    ax.plot([], [], color="r", label="upright < 20 %")
+    ax.set_xlabel("time in episode [s]")
+    ax.set_ylabel("frozen value head on encoded real obs")
+    ax.set_title("value over time, recorded real episodes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "value_over_time.png", dpi=120)
+    plt.close(fig)
+
   c = lambda *ks: _get(cfg, ks)  # noqa: E731
   lines = [f"# SimDist run report: {cfg.get('task', '?')} / {cfg.get('preset', '?')}", "",
            f"Run directory: `{workdir}`", "",
            "![learning curve](learning_curve.png)", "", "![prediction loss](pred_loss.png)", "",
+           *(["![value over time](value_over_time.png)", ""] if traces else []),
            "## Summary", "",
            "| quantity | value | from config |", "|---|---|---|"]
   rows = [

@@ -62,6 +62,9 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
     assert np.isnan(rho) or -1.0 <= rho <= 1.0
   assert len(r0["oracle/heads/returns"]) == 1 and len(r0["reference/policy_head/returns"]) == 2
   assert {"reference/zero_action/return_mean", "reference/energy_pump/return_mean"} <= set(r0)
+  # the frozen value along every recorded episode, with the outcome the recorder stored in its meta
+  traces = summary["value_traces"]
+  assert len(traces) == 2 and all(len(t["value"]) == 16 - 4 and 0.0 <= t["success_frac"] <= 1.0 for t in traces)
   vs0 = r2["real/return_vs_round0"]
   assert vs0["diff"] == pytest.approx(np.mean(r2["real/returns"]) - np.mean(r0["real/returns"]))
   # gap closed is measured against the oracle on its own episodes (the first oracle_episodes seeds)
@@ -169,6 +172,27 @@ def test_counterfactual_return_ranking_hand_case():
   assert good["return_spearman"] == pytest.approx(1.0) and bad["return_spearman"] == pytest.approx(-1.0)
   np.testing.assert_allclose(good["model"], 0.0, atol=1e-6)
   assert bad["model"].mean() > good["persistence"].mean() > 0
+
+
+def test_value_trace_reads_the_encoded_real_future():
+  """With a stand-in whose value of step k is the k-th encoded future observation, the trace is o_{t+1} for every
+  t = 0..N-T-1 (the frozen value on encoded real observations, no dynamics involved)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  class WM:
+    def context(self, v, ph, ah, p, e):
+      return p
+    def encode(self, v, p, e):
+      return 2.0 * p
+    def predict_returns(self, v, ctx, z, acts, cmd):
+      assert z.shape == (3, 1) and cmd.shape == (4, 0)
+      return jnp.zeros(3), z[:, 0]
+
+  n = 9
+  ep = {"proprio": np.arange(n, dtype=np.float32)[:, None] ** 2, "extero": np.zeros((n, 0), np.float32),
+        "action": np.zeros((n, 1), np.float32), "command": np.zeros((n, 0), np.float32)}
+  v = evaluation.value_trace(WM(), None, ep, H=2, T=3)
+  np.testing.assert_allclose(v, 2.0 * np.arange(1, n - 3 + 1, dtype=np.float32) ** 2)
 
 
 def test_paired_bootstrap_ci_hand_case():

@@ -14,6 +14,7 @@ import numpy as np
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax.adapt import evaluation
 from simdist_jax.envs.registry import make_env, make_real_env
 from simdist_jax.envs.wrappers import wrap_for_training
 
@@ -40,20 +41,44 @@ def random_rollout_sim(cfg, num_envs: int, num_steps: int, key: jax.Array) -> di
   return {"sim/random/mean_step_reward": float(rewards.mean()), "sim/random/wall_s": time.perf_counter() - t0}
 
 
+class RandomController:
+  """Uniform random actions in [-1, 1]^A from a numpy generator, as a host controller for `run_episode`."""
+
+  def __init__(self, action_size: int, rng: np.random.Generator) -> None:
+    self.action_size, self.rng = int(action_size), rng
+
+  def reset(self, key: jax.Array) -> None:
+    """Stateless: the generator's stream continues across episodes."""
+    del key
+
+  def replace_last_action(self, applied) -> None:
+    """No action history to correct."""
+    del applied
+
+  def __call__(self, proprio, extero=None, command=None) -> np.ndarray:
+    """One uniform draw per step, whatever the observation."""
+    return self.rng.uniform(-1, 1, self.action_size).astype(np.float32)
+
+
 def random_rollout_real(cfg, num_steps: int, seed: int) -> dict:
+  """Mean per-step reward of uniform random actions over `num_steps` consecutive steps in the real twin.
+
+  Episodes run through `adapt.evaluation.run_episode`; the first resets with PRNGKey(seed), each later one with
+  PRNGKey(seed + steps so far), and the last is cut at `num_steps` in total.
+  """
   env = make_real_env(cfg)
-  rng = np.random.default_rng(seed)
-  env.reset(jax.random.PRNGKey(seed))
-  rewards = []
-  for _ in range(num_steps):
-    _, r, done, _ = env.step(rng.uniform(-1, 1, env.action_size).astype(np.float32))
-    rewards.append(r)
-    if done:
-      env.reset(jax.random.PRNGKey(seed + len(rewards)))
-  return {"real/random/mean_step_reward": float(np.mean(rewards))}
+  controller = RandomController(env.action_size, np.random.default_rng(seed))
+  total, steps = 0.0, 0
+  while steps < num_steps:
+    key = jax.random.PRNGKey(seed + steps)
+    out = evaluation.run_episode(env, controller, key, reset_key=key, max_steps=num_steps - steps)
+    total += out["return"]
+    steps += out["steps"]
+  return {"real/random/mean_step_reward": total / steps}
 
 
 def run_stage(cfg, workdir) -> dict:
+  """`simdist-jax env`: writes `<workdir>/env/env_info.json` (dims, domains, random-action rewards)."""
   out_dir = paths.stage_dir(workdir, "env")  # its config.json: written by the stage table (simdist_jax.stages)
   env = make_env(cfg, "sim")
   info = {"task": cfg.task, "dims": {k: v for k, v in env.task.dims.items()}, "ctrl_dt": env.dt,

@@ -23,6 +23,7 @@ import numpy as np
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax.adapt import evaluation
 from simdist_jax.envs.registry import make_env, make_real_env, make_task
 from simdist_jax.experts import checkpoints as ckpt
 
@@ -75,6 +76,26 @@ def evaluate_policy_sim(cfg: Any, params: Any, apply_fn: Callable | None, num_ep
   return {"mean": float(rets.mean()), "std": float(rets.std()), "returns": rets.tolist()}
 
 
+class ObsPolicyController:
+  """`policy_fn(obs) -> action` on the twin's whole obs dict as a stateless host controller for
+  `adapt.evaluation.run_episode(..., full_obs=True)` (the privileged expert reads `obs["privileged_state"]`)."""
+
+  def __init__(self, policy_fn: Callable[[dict], Any]) -> None:
+    self.policy_fn = policy_fn
+
+  def reset(self, key: jax.Array) -> None:
+    """Stateless: nothing to reset."""
+    del key
+
+  def replace_last_action(self, applied: Any) -> None:
+    """No action history to correct."""
+    del applied
+
+  def __call__(self, obs: dict) -> np.ndarray:
+    """The policy's action on the whole obs dict, as float32."""
+    return np.asarray(self.policy_fn(obs), np.float32)
+
+
 def evaluate_policy_real(cfg: Any, policy_fn: Callable[[dict], Any], seeds: Sequence[int],
                          env: Any = None) -> dict:
   """Mean/std return over one real-domain episode (MuJoCo C twin) per seed: {mean, std, returns, seeds}.
@@ -86,15 +107,9 @@ def evaluate_policy_real(cfg: Any, policy_fn: Callable[[dict], Any], seeds: Sequ
     env: optional prebuilt `RealEnv` (default `make_real_env(cfg)`).
   """
   env = env or make_real_env(cfg)
-  rets = []
-  for seed in seeds:
-    obs = env.reset(jax.random.key(int(seed)))
-    total, done = 0.0, False
-    while not done:
-      obs, r, done, _ = env.step(np.asarray(policy_fn(obs), np.float32))
-      total += r
-    rets.append(total)
-  rets = np.asarray(rets)
+  controller = ObsPolicyController(policy_fn)
+  rets = np.asarray([evaluation.run_episode(env, controller, key, full_obs=True, reset_key=key)["return"]
+                     for key in (jax.random.key(int(seed)) for seed in seeds)])
   return {"mean": float(rets.mean()), "std": float(rets.std()), "returns": rets.tolist(),
           "seeds": [int(s) for s in seeds]}
 
@@ -111,9 +126,9 @@ def evaluate_ladder(cfg: Any, expert_dir: Any, sim_episodes: int, real_seeds: Se
   rows = []
   for k, it in enumerate(ladder.iterations):
     t0 = time.time()
-    params = jax.tree.map(lambda x: x[k], ladder.params)  # pylint: disable=cell-var-from-loop
+    params = jax.tree.map(lambda x, k=k: x[k], ladder.params)
     sim = np.asarray(sim_eval(params, key))
-    real = evaluate_policy_real(cfg, lambda o: jit_actor(params, o["privileged_state"]),  # pylint: disable=cell-var-from-loop
+    real = evaluate_policy_real(cfg, lambda o, params=params: jit_actor(params, o["privileged_state"]),
                                 real_seeds, env=real_env) if len(real_seeds) else None
     row = {"index": k, "iteration": int(it), "expert": k == ladder.expert_id,
            "sim": {"mean": float(sim.mean()), "std": float(sim.std()), "episodes": int(sim.size)},

@@ -31,6 +31,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from simdist_jax.adapt import evaluation
 from simdist_jax.envs.domain import Domain
 from simdist_jax.envs.go2 import terrain as terrain_lib
 from simdist_jax.envs.go2.task import PARAM_NAMES, Go2, Go2Config
@@ -63,13 +64,16 @@ class World:
   description: str = ""
 
   def domain_dict(self) -> dict:
+    """The fixed domain values {parameter name: value}."""
     return dict(self.domain)
 
   def real_domain(self) -> Domain:
+    """The fixed values as the twin's `real` Domain (degenerate ranges)."""
     return Domain.from_config("real", self.domain_dict(), PARAM_NAMES)
 
 
 def slippery_slope_terrain() -> terrain_lib.Terrain:
+  """Two PTFE panels (3.0 and 5.7 deg) and a landing plateau on a floor of friction 0.8 (module docstring)."""
   hw = 1.5
   x0, x1, x2 = 0.30, 1.00, 1.82
   h1 = (x1 - x0) * math.tan(math.radians(3.0))
@@ -82,6 +86,7 @@ def slippery_slope_terrain() -> terrain_lib.Terrain:
 
 
 def foam_terrain() -> terrain_lib.Terrain:
+  """Two overlapping 5 cm soft-contact pads (module docstring)."""
   hw = 1.0
   kw = dict(friction=FOAM_FRICTION, solref=FOAM_SOLREF, solimp=FOAM_SOLIMP, solmix=FOAM_SOLMIX)
   return terrain_lib.Terrain("foam", (
@@ -119,6 +124,7 @@ def flat_reference(world: "World | str") -> World:
 
 
 def get_world(name: str) -> World:
+  """The world named `name`; raises ValueError naming the known worlds."""
   if name not in WORLDS:
     raise ValueError(f"unknown world {name!r}; known: {sorted(WORLDS)}")
   return WORLDS[name]
@@ -141,6 +147,34 @@ def make_world_env(world: World, cfg, speed: float, episode_length: int | None =
   return RealEnv(task, world.real_domain(), sim_domain=sim, episode_length=episode_length)
 
 
+class _TrialController:
+  """`policy_fn(obs) -> action` as a `run_episode(..., full_obs=True)` controller for one protocol trial.
+
+  `reset` (called by `run_episode` after the env's reset) calls `policy_fn.reset()` if it has one and stores the
+  trial's start x; `progress()` is the forward progress since then [m].
+  """
+
+  def __init__(self, policy_fn: Callable[[dict], np.ndarray], env) -> None:
+    self.policy_fn, self.env, self.x_start = policy_fn, env, 0.0
+
+  def reset(self, key: jax.Array) -> None:
+    del key
+    if hasattr(self.policy_fn, "reset"):
+      self.policy_fn.reset()
+    self.x_start = float(self.env.data.qpos[0])
+
+  def replace_last_action(self, applied) -> None:
+    """The applied action is the policy's own (no exploration): nothing to replace."""
+    del applied
+
+  def progress(self) -> float:
+    """Forward progress since the trial's start [m] (may be negative)."""
+    return float(self.env.data.qpos[0]) - self.x_start
+
+  def __call__(self, obs: dict) -> np.ndarray:
+    return np.asarray(self.policy_fn(obs), np.float32)
+
+
 def evaluate_protocol(policy_fn: Callable[[dict], np.ndarray], world: World | str, cfg, *,
                       key: jax.Array | None = None, speeds: tuple[float, ...] | None = None,
                       trials_per_speed: int | None = None, max_steps: int | None = None,
@@ -153,8 +187,10 @@ def evaluate_protocol(policy_fn: Callable[[dict], np.ndarray], world: World | st
     world: a World or its name.
     cfg: the go2 config (uses `env` and `domain.sim`); None: task defaults.
     key: root key of the trials (default PRNGKey(0)); trial i at speed j uses fold_in(fold_in(key, j), i).
-    speeds, trials_per_speed: override the protocol (smoke tests).
+    speeds: override the protocol's commanded speeds (smoke tests).
+    trials_per_speed: override the protocol's trials per speed (smoke tests).
     max_steps: cap on control steps per trial (smoke tests); default from the time limit.
+    log: optional `log(line)` called with one line per trial.
 
   Returns:
     {"world", "metric": "mean_forward_progress_m", "mean_progress_m", "success_rate", "fall_rate",
@@ -170,21 +206,13 @@ def evaluate_protocol(policy_fn: Callable[[dict], np.ndarray], world: World | st
     limit = int(math.ceil(world.timeout_factor * world.course_length / v / env.dt))
     if max_steps is not None:
       limit = min(limit, max_steps)
+    trial = _TrialController(policy_fn, env)
     for i in range(n_trials):
-      if hasattr(policy_fn, "reset"):
-        policy_fn.reset()
-      obs = env.reset(jax.random.fold_in(jax.random.fold_in(key, j), i))
-      x_start = float(env.data.qpos[0])
-      fell, steps, progress = False, 0, 0.0
-      for steps in range(1, limit + 1):
-        obs, _, done, info = env.step(np.asarray(policy_fn(obs), np.float32))
-        progress = float(env.data.qpos[0]) - x_start
-        if info["failed"]:
-          fell = True
-          break
-        if progress >= world.course_length or done:
-          break
-      progress = float(np.clip(progress, 0.0, world.course_length))
+      trial_key = jax.random.fold_in(jax.random.fold_in(key, j), i)
+      out = evaluation.run_episode(env, trial, trial_key, full_obs=True, reset_key=trial_key, max_steps=limit,
+                                   stop=lambda _, trial=trial: trial.progress() >= world.course_length)
+      fell, steps = bool(out["failed"]), int(out["steps"])
+      progress = float(np.clip(trial.progress(), 0.0, world.course_length))
       trials.append({"speed": v, "progress_m": progress, "success": progress >= world.course_length,
                      "fell": fell, "steps": steps})
       if log is not None:

@@ -338,7 +338,7 @@ def _adapt(c: _Checks) -> None:
   c.need("adapt.counterfactual_chunks", SIZE)
   c.need("adapt.counterfactual_sigma", NON_NEGATIVE)
   oracle, evals = c.get("adapt.oracle_episodes"), c.get("adapt.eval_episodes")
-  if isinstance(oracle, int) and isinstance(evals, int) and oracle > evals:
+  if isinstance(oracle, int) and isinstance(evals, int) and evals >= 1 and oracle > evals:  # evals < 1: own error
     c.errors.append(f"adapt.oracle_episodes={oracle}: must be <= adapt.eval_episodes={evals} (the oracle runs "
                     "on the first evaluation seeds)")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import tempfile
 import time
 from typing import NamedTuple
@@ -23,13 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-
-from simdist_jax.config import load_config  # noqa: E402
-from simdist_jax.data import generate as gen_lib  # noqa: E402
-from simdist_jax.data import storage  # noqa: E402
-from simdist_jax.data import windows  # noqa: E402
-from simdist_jax.envs.registry import make_env  # noqa: E402
+from simdist_jax.config import load_config
+from simdist_jax.data import generate as gen_lib
+from simdist_jax.data import storage, windows
+from simdist_jax.envs.registry import make_env
 
 
 class StandInLadder(NamedTuple):

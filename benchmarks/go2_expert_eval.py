@@ -17,105 +17,28 @@ disk), loaded with `simdist_jax.experts.checkpoints.load_policy` and fed the pri
    cell under the base) and the sim-nominal domain parameters, i.e. only the physics is shifted, not what the
    privileged observation tells the expert.
 
-Prints markdown tables; `--out FILE.json` also writes every number.
+Prints markdown tables; `--out FILE.json` also writes every number. The protocols live in the package:
+`simdist_jax.analysis.go2_tracking` (policy, masking, flat tracking) and `simdist_jax.envs.go2.worlds`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
-import sys
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from simdist_jax import config as config_lib  # noqa: E402
-from simdist_jax.envs.domain import Domain  # noqa: E402
-from simdist_jax.envs.go2 import worlds as W  # noqa: E402
-from simdist_jax.envs.go2.task import PARAM_NAMES  # noqa: E402
-from simdist_jax.experts import checkpoints as ckpt  # noqa: E402
-
-
-def make_policy(expert_dir: pathlib.Path, k: int, cfg):
-  params, apply_fn = ckpt.load_policy(expert_dir, k, cfg)
-  act = jax.jit(lambda obs: apply_fn(params, obs))
-
-  def policy(obs: dict) -> np.ndarray:
-    return np.asarray(act(jnp.asarray(obs["privileged_state"])))
-
-  return policy
-
-
-# privileged_state layout (task.py): proprio 35 | command 3 | last action 12 | foot forces 4 | foot heights 4 |
-# domain 7 | height scan 315 (21 x 15, row-major, rows x = -0.5..1.5 m ahead: the cell under the base is 5 * 15 + 7).
-_DOMAIN = slice(58, 65)
-_SCAN = slice(65, 380)
-_SCAN_UNDER_BASE = 5 * 15 + 7
-
-
-def masked(policy, cfg):
-  """`policy` fed a flat-ground scan (every cell = the cell under the base) and the sim-nominal domain
-  parameters: the expert is not told about the shift (physics-only shift)."""
-  sim = Domain.from_config("sim", dict(cfg.domain.sim), PARAM_NAMES)
-  nominal = np.asarray(sim.normalize({k: jnp.float32(v) for k, v in W.SIM_NOMINAL.items()}), np.float32)
-
-  def fn(obs: dict) -> np.ndarray:
-    priv = np.array(obs["privileged_state"], np.float32)
-    scan = priv[_SCAN]
-    priv[_SCAN] = scan[_SCAN_UNDER_BASE]
-    priv[_DOMAIN] = nominal
-    return policy({**obs, "privileged_state": priv})
-
-  return fn
-
-
-def flat_tracking(policy, cfg, speeds, episodes: int, duration_s: float, settle_s: float, seed: int) -> list:
-  world = W.flat_reference("foam")  # flat sim ground + SIM_NOMINAL (protocol fields unused here)
-  rows = []
-  for v in speeds:
-    env = W.make_world_env(world, cfg, v)
-    n_steps = int(round(duration_s / env.dt))
-    n_settle = int(round(settle_s / env.dt))
-    per_ep = []
-    for e in range(episodes):
-      obs = env.reset(jax.random.fold_in(jax.random.PRNGKey(seed), 1000 * e + int(round(100 * v))))
-      fell, x_settle, t_settle, vx_body, kernel = False, None, None, [], []
-      for t in range(1, n_steps + 1):
-        obs, _, _, info = env.step(policy(obs))
-        if t == n_settle:
-          x_settle, t_settle = float(env.data.qpos[0]), float(env.data.time)
-        if t > n_settle:
-          priv = obs["privileged_state"]
-          v_xy, cmd_xy = priv[0:2], priv[35:37]
-          vx_body.append(float(v_xy[0]))
-          kernel.append(float(np.exp(-np.sum((cmd_xy - v_xy) ** 2) / 0.25)))
-        if info["failed"]:
-          fell = True
-          break
-      if x_settle is None or fell:
-        fwd = float("nan")
-      else:
-        fwd = (float(env.data.qpos[0]) - x_settle) / (float(env.data.time) - t_settle)
-      per_ep.append({"fell": fell, "forward_speed": fwd, "steps": t,
-                     "vx_body": float(np.mean(vx_body)) if vx_body else float("nan"),
-                     "kernel": float(np.mean(kernel)) if kernel else float("nan"),
-                     "y_end": float(env.data.qpos[1])})
-    ok = [p for p in per_ep if not p["fell"]]
-    mean = lambda key: float(np.mean([p[key] for p in ok])) if ok else float("nan")  # noqa: E731
-    rows.append({"cmd": v, "forward_speed": mean("forward_speed"), "vx_body": mean("vx_body"),
-                 "kernel": mean("kernel"), "abs_y_end": float(np.mean([abs(p["y_end"]) for p in per_ep])),
-                 "fall_rate": float(np.mean([p["fell"] for p in per_ep])), "episodes": per_ep})
-    print(f"  flat v={v:.2f}: fwd {rows[-1]['forward_speed']:.3f} m/s, falls {rows[-1]['fall_rate']:.2f}",
-          flush=True)
-  return rows
+from simdist_jax import config as config_lib
+from simdist_jax.analysis.go2_tracking import flat_tracking, make_policy, masked
+from simdist_jax.envs.go2 import worlds
+from simdist_jax.experts import checkpoints as ckpt
 
 
 def main() -> None:
+  """Parses the command line, runs the study and prints its tables."""
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True, help="run directory holding expert/ (config.json, ladder/)")
   p.add_argument("--checkpoint", type=int, default=-1, help="ladder index (default -1: the latest on disk)")
@@ -143,15 +66,16 @@ def main() -> None:
   out = {"expert_dir": str(expert_dir), "iteration": iteration, "backend": "mujoco C twin (RealEnv)"}
   t0 = time.time()
   if a.speeds:
-    out["flat_tracking"] = flat_tracking(policy, cfg, a.speeds, a.episodes, a.duration, a.settle, a.seed)
+    out["flat_tracking"] = flat_tracking(policy, cfg, a.speeds, a.episodes, a.duration, a.settle, a.seed,
+                                         log=functools.partial(print, flush=True))
   out["worlds"] = {}
   for name in a.worlds:
-    runs = [] if a.no_flat_ref else [(W.flat_reference(name), policy, name + " flat ref")]
-    runs.append((W.get_world(name), policy, name))
+    runs = [] if a.no_flat_ref else [(worlds.flat_reference(name), policy, name + " flat ref")]
+    runs.append((worlds.get_world(name), policy, name))
     if a.masked:
-      runs.append((W.get_world(name), masked(policy, cfg), name + " masked"))
+      runs.append((worlds.get_world(name), masked(policy, cfg), name + " masked"))
     for world, pol, label in runs:
-      r = W.evaluate_protocol(pol, world, cfg, key=jax.random.PRNGKey(a.seed), trials_per_speed=a.trials,
+      r = worlds.evaluate_protocol(pol, world, cfg, key=jax.random.PRNGKey(a.seed), trials_per_speed=a.trials,
                               max_steps=a.max_steps)
       out["worlds"][label] = {**r, "per_speed": {str(k): v for k, v in r["per_speed"].items()}}
       print(f"  {label}: progress {r['mean_progress_m']:.2f} m, success {r['success_rate']:.2f}, "
@@ -172,7 +96,7 @@ def main() -> None:
     print("| world | course [m] | per-speed progress [m] | mean progress [m] | success | falls |")
     print("|---|---|---|---|---|---|")
     for name, r in out["worlds"].items():
-      course = W.get_world(name.split()[0]).course_length
+      course = worlds.get_world(name.split()[0]).course_length
       ps = ", ".join(f"{float(k):g}: {v:.2f}" for k, v in r["per_speed"].items())
       print(f"| {name} | {course:.2f} | {ps} | {r['mean_progress_m']:.2f} | {r['success_rate']:.2f} | "
             f"{r['fall_rate']:.2f} |")

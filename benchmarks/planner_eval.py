@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from simdist_jax import config as config_lib  # noqa: E402
-from simdist_jax import paths  # noqa: E402
-from simdist_jax.adapt.loop import run_episode  # noqa: E402
-from simdist_jax.envs.registry import make_real_env  # noqa: E402
-from simdist_jax.planner import mppi  # noqa: E402
-from simdist_jax.planner.controller import Controller  # noqa: E402
-from simdist_jax.world_model import checkpoint as ckpt_lib  # noqa: E402
-from simdist_jax.world_model import model as model_lib  # noqa: E402
+from simdist_jax import config as config_lib
+from simdist_jax import paths
+from simdist_jax.adapt.evaluation import run_episode
+from simdist_jax.envs.registry import make_real_env
+from simdist_jax.planner import mppi
+from simdist_jax.planner.controller import Controller
+from simdist_jax.world_model import checkpoint as ckpt_lib
+from simdist_jax.world_model import model as model_lib
 
 POLICY_ONLY = ("warm_start=policy,init_std=0.0,min_std=0.0,prior_std=0.0,iterations=1,num_samples=8,"
                "prior_share=0.0,num_elites=1")

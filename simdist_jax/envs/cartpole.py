@@ -91,9 +91,15 @@ class CartPole(Task):
   phys_fields = ("qpos", "qvel", "ctrl", "time")
 
   def __init__(self, ctrl_dt: float = 0.02, init_noise: float = 0.01, init_cart_range: float = 0.0,
-               init_angle_range: float = 0.0):
+               init_angle_range: float = 0.0, solver_iterations: int = 4, solver_ls_iterations: int = 16):
     """Initial state: x_0 ~ U[-init_cart_range, init_cart_range], theta_0 ~ pi + U[-init_angle_range,
-    init_angle_range], plus N(0, init_noise^2) on both positions and both velocities."""
+    init_angle_range], plus N(0, init_noise^2) on both positions and both velocities.
+
+    `solver_iterations` / `solver_ls_iterations`: the constraint solver's caps in `mj_model()` (both backends);
+    the shipped 4 / 16 are the XML's (MuJoCo's defaults are 100 / 50; benchmarks/solver_cap.py compares them)."""
+    if min(solver_iterations, solver_ls_iterations) < 1:
+      raise ValueError(f"solver_iterations ({solver_iterations}) and solver_ls_iterations "
+                       f"({solver_ls_iterations}) must be >= 1")
     if min(init_noise, init_cart_range, init_angle_range) < 0:
       raise ValueError(f"init_noise ({init_noise}), init_cart_range ({init_cart_range}) and init_angle_range "
                        f"({init_angle_range}) must be >= 0")
@@ -103,6 +109,8 @@ class CartPole(Task):
     self.init_noise = init_noise
     self.init_cart_range = init_cart_range
     self.init_angle_range = init_angle_range
+    self.solver_iterations = int(solver_iterations)
+    self.solver_ls_iterations = int(solver_ls_iterations)
 
   def validate_domain(self, domain: Domain) -> None:
     """Also requires hinge_friction > 0, the other ranges >= 0 and pole_mass, pole_length, motor_gain > 0."""
@@ -119,8 +127,11 @@ class CartPole(Task):
       raise ValueError(f"domain '{domain.name}': pole_mass, pole_length and motor_gain must be > 0")
 
   def mj_model(self) -> mujoco.MjModel:
-    """The cart-pole MuJoCo model (from the XML above)."""
-    return mujoco.MjModel.from_xml_string(_XML)
+    """The cart-pole MuJoCo model (from the XML above, with the constructor's solver caps)."""
+    model = mujoco.MjModel.from_xml_string(_XML)
+    model.opt.iterations = self.solver_iterations
+    model.opt.ls_iterations = self.solver_ls_iterations
+    return model
 
   @property
   def dims(self) -> dict:

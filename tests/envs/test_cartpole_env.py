@@ -171,15 +171,18 @@ def test_solver_caps_do_not_truncate_the_solve():
   ~1e-3 apart after 10 steps.)"""
   import mujoco
 
-  def model(iterations=None, ls_iterations=None):
-    m = cartpole.CartPole().mj_model()
-    if iterations is not None:
-      m.opt.iterations, m.opt.ls_iterations = iterations, ls_iterations
+  def model(iterations=4, ls_iterations=16):
+    m = cartpole.CartPole(solver_iterations=iterations, solver_ls_iterations=ls_iterations).mj_model()
     m.dof_frictionloss[1] = 0.03
     return m
 
   shipped, reference = model(), model(100, 50)
   assert (shipped.opt.iterations, shipped.opt.ls_iterations) == (4, 16)
+  assert (reference.opt.iterations, reference.opt.ls_iterations) == (100, 50)
+  default = cartpole.CartPole().mj_model().opt  # the constructor's defaults are the XML's
+  assert (default.iterations, default.ls_iterations) == (4, 16)
+  with pytest.raises(ValueError, match="solver_iterations"):
+    cartpole.CartPole(solver_iterations=0)
   d1, d2 = mujoco.MjData(shipped), mujoco.MjData(reference)
   d1.qpos[1] = d2.qpos[1] = np.pi
   rng = np.random.default_rng(0)

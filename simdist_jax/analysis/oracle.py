@@ -181,13 +181,16 @@ class OracleController:
     self.reset(key)
 
   def reset(self, key: jax.Array) -> None:
+    """New episode: empty history (front padding on the first call), zero plan."""
     self.state = ctrl_lib.init_controller(self.cfg, self.dims, self.wm.spec.history, key)
 
   def replace_last_action(self, applied: Any) -> None:
+    """Overwrites the newest history action with the applied one (e.g. after exploration noise)."""
     applied = jnp.asarray(applied, jnp.float32).reshape(self.state.action_hist.shape[1:])
     self.state = self.state._replace(action_hist=self.state.action_hist.at[-1].set(applied))
 
   def __call__(self, proprio_t: Any, extero_t: Any = None, command: Any = None) -> np.ndarray:
+    """The oracle's action for this step, planned from the bound twin's current exact state."""
     T, c = self.wm.spec.horizon, int(self.dims.get("command", 0))
     if extero_t is None:
       extero_t = np.zeros((int(self.dims.get("extero", 0)),), np.float32)
@@ -212,6 +215,7 @@ def _mean_ci(x: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """`python -m simdist_jax.analysis.oracle`: several scorers side by side on the same seeds (module docstring)."""
   # pylint: disable=import-outside-toplevel
   from simdist_jax import config as config_lib
   from simdist_jax import paths

@@ -211,6 +211,7 @@ def _fmt(v):
 
 
 def run_stage(cfg, workdir) -> None:
+  """`simdist-jax report RUN_DIR`: writes the report of a run directory."""
   del cfg
   path = write_report(workdir)
   print(f"[report] wrote {path}", flush=True)

@@ -1,6 +1,7 @@
 """How well does a world model rank action chunks? Predicted vs true chunk returns in the MuJoCo C twin.
 
-For states visited by the policy head (the world model's base policy) in the twin, `ranking_study` samples N
+For states visited by the policy head (the world model's base policy; episodes through `run_episode`) in the twin,
+`ranking_study` samples N
 action chunks a_{t:t+h} = policy_chunk + sigma * eps (the first one noise-free), scores each with the model
 (the planner's discounted return) and with the simulator (sum_k gamma^k r_{t+k} of the true rollout from the
 restored state + gamma^h V^e(s_{t+h}), V^e the expert critic: the value labels the model was trained on), and
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simdist_jax.adapt.evaluation import run_episode
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import history_inputs, init_controller
 
@@ -63,8 +65,8 @@ def ranking_study(env: Any, wm: Any, variables: Any, dims: dict, pcfg: mppi.Plan
     dims: the dataset dims ("proprio", "extero", "action", optional "command").
     pcfg: planner config (horizon h <= T, discount gamma).
     critic: `critic(privileged_state) -> V^e` (the expert critic, params bound).
-    seeds: one episode per seed; the env resets with the first half of split(PRNGKey(seed)), as
-      `adapt.evaluation.run_episode` does, so both see the same domain draw.
+    seeds: one policy-head episode per seed through `adapt.evaluation.run_episode` (key PRNGKey(seed): the same
+      domain draw and initial state as the evaluation's episode with that seed).
     episode_length: step cap per episode.
     every: probe the state every `every` steps while t + h < episode_length.
     samples: N chunks per state and sigma.
@@ -110,52 +112,66 @@ def ranking_study(env: Any, wm: Any, variables: Any, dims: dict, pcfg: mppi.Plan
   commands = np.zeros((T + 1, int(dims.get("command", 0))), np.float32)
   rng = np.random.default_rng(rng_seed)
   res = {s: {k: [] for k in METRICS} for s in sigmas}
-  ep_return, probed = 0.0, 0
-  for seed in seeds:
-    key_env, _ = jax.random.split(jax.random.PRNGKey(int(seed)))
-    obs = env.reset(key_env)
-    cstate = init_controller(pcfg, dims, H, jax.random.PRNGKey(0))
-    for t in range(episode_length):
-      proprio, extero, _ = (np.asarray(x) for x in env.task.split_state(obs["state"]))
-      dummy = np.zeros((1, h, A), np.float32)
-      prior, _ = model_step(variables, cstate, proprio, extero, commands, dummy,
+  probed = 0
+
+  def probe(cstate, proprio, extero, prior):
+    """All sigmas' chunks from the env's current state (restored afterwards)."""
+    s = env.get_state()
+    for sigma in sigmas:
+      eps = rng.standard_normal((samples, h, A)).astype(np.float32)
+      chunks = np.clip(prior[None, :h] + sigma * eps, -1, 1)
+      chunks[0] = prior[:h]
+      outs = [true_return(s, c) for c in chunks]
+      r_true = np.array([o[0] for o in outs])
+      v_true = np.array([o[1] for o in outs])
+      true = r_true + gamma ** h * v_true
+      states = np.stack([o[2] for o in outs])  # [N, T, P+E+C]
+      n_obs = states.shape[0] * states.shape[1]
+      z_true = np.asarray(encode(states[..., :P].reshape(n_obs, -1),
+                                 states[..., P:P + E].reshape(n_obs, -1))).reshape(len(chunks), T, -1)
+      _, (pred, r_hat, v_hat, r_on_true, v_on_true, z_last) = model_step(
+          variables, cstate, proprio, extero, commands, chunks, z_true)
+      pred = np.asarray(pred)
+      out = res[sigma]
+      out["z_r2"].append(z_r2(z_true[:, h - 1], np.asarray(z_last)))
+      out["rho"].append(spearman(pred, true))
+      out["rho_reward"].append(spearman(np.asarray(r_hat), r_true))
+      out["rho_value"].append(spearman(np.asarray(v_hat), v_true))
+      out["rho_value_on_true_z"].append(spearman(np.asarray(v_on_true), v_true))
+      out["rho_reward_on_true_z"].append(spearman(np.asarray(r_on_true), r_true))
+      out["regret_best"].append(true.max() - true[int(np.argmax(pred))])
+      out["gain_vs_prior"].append(true[int(np.argmax(pred))] - true[0])
+    env.set_state(s)
+
+  class PolicyHeadProber:
+    """The policy head (first action of its chunk) as a `run_episode` controller that probes every `every` steps."""
+
+    def reset(self, key: jax.Array) -> None:
+      del key
+      self.cstate, self.t = init_controller(pcfg, dims, H, jax.random.PRNGKey(0)), 0
+
+    def replace_last_action(self, applied) -> None:
+      del applied
+
+    def __call__(self, proprio, extero, command=None) -> np.ndarray:
+      nonlocal probed
+      del command  # the chunks are scored with zero commands
+      prior, _ = model_step(variables, self.cstate, proprio, extero, commands, np.zeros((1, h, A), np.float32),
                             np.zeros((1, T, wm.spec.latent_dim), np.float32))
       prior = np.asarray(prior)
-      if t % every == 0 and t + h < episode_length:
-        s = env.get_state()
+      if self.t % every == 0 and self.t + h < episode_length:
         probed += 1
-        for sigma in sigmas:
-          eps = rng.standard_normal((samples, h, A)).astype(np.float32)
-          chunks = np.clip(prior[None, :h] + sigma * eps, -1, 1)
-          chunks[0] = prior[:h]
-          outs = [true_return(s, c) for c in chunks]
-          r_true = np.array([o[0] for o in outs])
-          v_true = np.array([o[1] for o in outs])
-          true = r_true + gamma ** h * v_true
-          states = np.stack([o[2] for o in outs])  # [N, T, P+E+C]
-          n_obs = states.shape[0] * states.shape[1]
-          z_true = np.asarray(encode(states[..., :P].reshape(n_obs, -1),
-                                     states[..., P:P + E].reshape(n_obs, -1))).reshape(len(chunks), T, -1)
-          _, (pred, r_hat, v_hat, r_on_true, v_on_true, z_last) = model_step(
-              variables, cstate, proprio, extero, commands, chunks, z_true)
-          pred = np.asarray(pred)
-          out = res[sigma]
-          out["z_r2"].append(z_r2(z_true[:, h - 1], np.asarray(z_last)))
-          out["rho"].append(spearman(pred, true))
-          out["rho_reward"].append(spearman(np.asarray(r_hat), r_true))
-          out["rho_value"].append(spearman(np.asarray(v_hat), v_true))
-          out["rho_value_on_true_z"].append(spearman(np.asarray(v_on_true), v_true))
-          out["rho_reward_on_true_z"].append(spearman(np.asarray(r_on_true), r_true))
-          out["regret_best"].append(true.max() - true[int(np.argmax(pred))])
-          out["gain_vs_prior"].append(true[int(np.argmax(pred))] - true[0])
-        env.set_state(s)
+        probe(self.cstate, proprio, extero, prior)
       a = prior[0]
-      ph, ah = history_inputs(cstate, proprio)
-      cstate = cstate._replace(proprio_hist=jnp.concatenate([ph[1:], proprio[None]], 0),
-                               action_hist=jnp.concatenate([ah[1:], a[None]], 0), step=cstate.step + 1)
-      obs, r, done, _ = env.step(a)
-      ep_return += r
-      if done:
-        break
+      ph, ah = history_inputs(self.cstate, proprio)
+      self.cstate = self.cstate._replace(proprio_hist=jnp.concatenate([ph[1:], proprio[None]], 0),
+                                         action_hist=jnp.concatenate([ah[1:], a[None]], 0),
+                                         step=self.cstate.step + 1)
+      self.t += 1
+      return a
+
+  prober = PolicyHeadProber()
+  ep_return = sum(run_episode(env, prober, jax.random.PRNGKey(int(seed)), max_steps=episode_length)["return"]
+                  for seed in seeds)
   return {"per_sigma": {s: {k: float(np.mean(v)) for k, v in res[s].items()} for s in sigmas},
           "episode_return": ep_return, "probed_states": probed}

@@ -1,9 +1,8 @@
 """How well does a world model rank action chunks? Predicted vs true chunk returns in the MuJoCo C twin.
 
 For states visited by the policy head (the world model's base policy; episodes through `run_episode`) in the twin,
-`ranking_study` samples N
-action chunks a_{t:t+h} = policy_chunk + sigma * eps (the first one noise-free), scores each with the model
-(the planner's discounted return) and with the simulator (sum_k gamma^k r_{t+k} of the true rollout from the
+`ranking_study` samples N action chunks a_{t:t+h} = policy_chunk + sigma * eps (the first one noise-free), scores
+each with the model (the planner's discounted return) and with the simulator (sum_k gamma^k r_{t+k} of the true rollout from the
 restored state + gamma^h V^e(s_{t+h}), V^e the expert critic: the value labels the model was trained on), and
 returns per sigma the mean over probed states of:
   rho: Spearman(model return, true return); rho_reward / rho_value: the reward sum over h / V at step h alone;

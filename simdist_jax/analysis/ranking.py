@@ -2,9 +2,9 @@
 
 For states visited by the policy head (the world model's base policy; episodes through `run_episode`) in the twin,
 `ranking_study` samples N action chunks a_{t:t+h} = policy_chunk + sigma * eps (the first one noise-free), scores
-each with the model (the planner's discounted return) and with the simulator (sum_k gamma^k r_{t+k} of the true rollout from the
-restored state + gamma^h V^e(s_{t+h}), V^e the expert critic: the value labels the model was trained on), and
-returns per sigma the mean over probed states of:
+each with the model (the planner's discounted return) and with the simulator (sum_k gamma^k r_{t+k} of the true
+rollout from the restored state + gamma^h V^e(s_{t+h}), V^e the expert critic: the value labels the model was
+trained on), and returns per sigma the mean over probed states of:
   rho: Spearman(model return, true return); rho_reward / rho_value: the reward sum over h / V at step h alone;
   rho_reward_on_true_z / rho_value_on_true_z: the heads applied to E(o_{t+1..t+h}) of the TRUE rollout;
   z_r2: share of the action-induced variation of z_{t+h} (across the N chunks) that the prediction explains;

@@ -25,6 +25,7 @@ from simdist_jax.world_model import model as model_lib
 
 
 def main() -> None:
+  """Parses the flags and prints one line per checkpoint."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--models", default="world_model", help="comma-separated checkpoint dirs relative to workdir")

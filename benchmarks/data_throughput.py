@@ -29,6 +29,8 @@ from simdist_jax.envs.registry import make_env
 
 
 class StandInLadder(NamedTuple):
+  """A ladder-shaped stand-in (linear tanh policies) with the fields the generator reads."""
+
   params: dict
   apply_fn: object
   iterations: list
@@ -36,6 +38,7 @@ class StandInLadder(NamedTuple):
 
 
 def stand_in(num_policies: int, s_dim: int, a_dim: int, seed: int = 0):
+  """(ladder, critic) stand-ins of random linear policies and a linear critic, for timing without an expert."""
   rng = np.random.default_rng(seed)
   w = jnp.asarray(rng.normal(0, 0.5, (num_policies, a_dim, s_dim)), jnp.float32)
   b = jnp.zeros((num_policies, a_dim), jnp.float32)
@@ -46,6 +49,7 @@ def stand_in(num_policies: int, s_dim: int, a_dim: int, seed: int = 0):
 
 
 def main(argv=None) -> dict:
+  """Times dataset generation and prints transitions/s; returns the figures."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--config", default="experiments/configs/cartpole.py:small")
   ap.add_argument("--num_envs", type=int, default=128)

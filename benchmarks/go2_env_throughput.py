@@ -20,6 +20,7 @@ from simdist_jax.envs.base import MjxEnv
 
 
 def main() -> None:
+  """Prints Go2 env throughput."""
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
   p.add_argument("--steps", type=int, default=20, help="control steps per timed call")

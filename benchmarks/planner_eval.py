@@ -31,6 +31,7 @@ POLICY_ONLY = ("warm_start=policy,init_std=0.0,min_std=0.0,prior_std=0.0,iterati
 
 
 def main() -> None:
+  """Runs every planner variant on the same seeds and prints their returns side by side."""
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True, help="run directory (config.json, world_model/)")
   ap.add_argument("--model", default=None, help="world-model checkpoint dir (default: <workdir>/world_model)")

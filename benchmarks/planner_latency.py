@@ -160,6 +160,7 @@ def time_step(cfg: mppi.PlannerConfig, model: Any, variables: Any, horizon: int,
 
 
 def main() -> None:
+  """Prints planner latency p50/p99 for each size side by side."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="subset: samples {64,472} x iterations {1,8}")
   parser.add_argument("--reps", type=int, default=None, help="timed steps per setting (default 30; quick 8)")

@@ -19,6 +19,7 @@ from simdist_jax.experts import ppo
 
 
 def main() -> None:
+  """Prints PPO env steps/s."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--preset", default="small")
   ap.add_argument("--iterations", type=int, default=40, help="PPO iterations (num_envs * unroll_length steps each)")

@@ -85,13 +85,8 @@ def write_report(workdir) -> pathlib.Path:
     ax.axhline(refs["sim"], color="k", ls=":", label="expert in sim")
   if "real" in refs:
     ax.axhline(refs["real"], color="r", ls=":", label="expert in real")
-  ax.set_xlabel("minutes of real data")
-  ax.set_ylabel("episode return (real world)")
   ax.set_title(f"{cfg.get('task', '?')} ({cfg.get('preset', '?')}): adaptation")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(out / "learning_curve.png", dpi=120)
-  plt.close(fig)
+  _save(plt, fig, ax, out / "learning_curve.png", "minutes of real data", "episode return (real world)")
 
   fig, ax = plt.subplots(figsize=(6, 4))
   for r in (rounds[0], rounds[-1]):
@@ -101,13 +96,8 @@ def write_report(workdir) -> pathlib.Path:
   if "heldout/persistence_per_step" in rounds[0]:
     per = rounds[0]["heldout/persistence_per_step"]
     ax.plot(range(1, len(per) + 1), per, "k--", label="persistence (z_hat_{t+k} = z_t)")
-  ax.set_xlabel("horizon step k")
-  ax.set_ylabel("latent prediction loss (held-out real)")
   ax.set_yscale("log")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(out / "pred_loss.png", dpi=120)
-  plt.close(fig)
+  _save(plt, fig, ax, out / "pred_loss.png", "horizon step k", "latent prediction loss (held-out real)")
 
   traces = adapt.get("value_traces") or []
   if traces:
@@ -118,13 +108,8 @@ def write_report(workdir) -> pathlib.Path:
       ax.plot(np.arange(1, len(tr["value"]) + 1) * dt, tr["value"], color="g" if ok else "r", alpha=0.5, lw=1)
     ax.plot([], [], color="g", label="upright >= 20 % of the episode")
     ax.plot([], [], color="r", label="upright < 20 %")
-    ax.set_xlabel("time in episode [s]")
-    ax.set_ylabel("frozen value head on encoded real obs")
     ax.set_title("value over time, recorded real episodes")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "value_over_time.png", dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, out / "value_over_time.png", "time in episode [s]", "frozen value head on encoded real obs")
 
   c = lambda *ks: _get(cfg, ks)  # noqa: E731
   lines = [f"# SimDist run report: {cfg.get('task', '?')} / {cfg.get('preset', '?')}", "",
@@ -187,6 +172,16 @@ def write_report(workdir) -> pathlib.Path:
   path = out / "report.md"
   config_lib.atomic_write_text(path, "\n".join(lines) + "\n")
   return path
+
+
+def _save(plt, fig, ax, path: pathlib.Path, xlabel: str, ylabel: str) -> None:
+  """Labels the axes, adds the legend and writes the figure to `path` (PNG, 120 dpi)."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def _get(d, ks):

@@ -119,7 +119,6 @@ class FunctionController:
 
   def __init__(self, fn) -> None:
     self.fn = fn
-    self.fallbacks = 0
 
   def reset(self, key: jax.Array) -> None:
     """Does nothing (a fixed feedback law has no state); `key` is unused."""
@@ -167,7 +166,18 @@ def _padded(ep: dict, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
           pad(ep["action"], np.zeros_like(ep["action"][0])))
 
 
-def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: int, stride: int = 1) -> dict:
+def _recorded_windows(ep: dict, H: int, T: int) -> tuple[np.ndarray, ...]:
+  """Model inputs of every window t = 0..N-T-1 of a recorded episode, front-padded as the controller pads:
+  (proprio hist [W,H,P], action hist [W,H,A], proprio_t [W,P], extero_t [W,E], actions a_{t..t+T-1} [W,T,A],
+  proprio o_{t+1..t+T} [W,T,P], extero o_{t+1..t+T} [W,T,E]) with W = N - T."""
+  pro, ext, act = _padded(ep, H)
+  ts = np.arange(0, len(ep["proprio"]) - T)  # episode time t; padded index t + H
+  return (np.stack([pro[t:t + H] for t in ts]), np.stack([act[t:t + H] for t in ts]), pro[ts + H], ext[ts + H],
+          np.stack([act[t + H:t + H + T] for t in ts]), np.stack([pro[t + H + 1:t + H + T + 1] for t in ts]),
+          np.stack([ext[t + H + 1:t + H + T + 1] for t in ts]))
+
+
+def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: int) -> dict:
   """Held-out latent prediction loss per horizon step, model vs persistence -> {"model" [T], "persistence" [T]}.
 
   For every window start t (t = 0..N-T-1 in episode time, history from the padding before that), the loss at
@@ -180,15 +190,10 @@ def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: 
     n = len(ep["proprio"])
     if n < T + 1:
       continue
-    pro, ext, act = _padded(ep, H)
-    starts = np.arange(0, n - T, stride)  # episode time t; padded index t + H
-    model, persist = f(np.stack([pro[t:t + H] for t in starts]), np.stack([act[t:t + H] for t in starts]),
-                       pro[starts + H], ext[starts + H], np.stack([act[t + H:t + H + T] for t in starts]),
-                       np.stack([pro[t + H + 1:t + H + T + 1] for t in starts]),
-                       np.stack([ext[t + H + 1:t + H + T + 1] for t in starts]))
+    model, persist = f(*_recorded_windows(ep, H, T))
     sums += np.asarray(model).sum(0)
     sums_p += np.asarray(persist).sum(0)
-    count += len(starts)
+    count += n - T
   if count == 0:
     raise ValueError(f"no held-out episode is longer than T + 1 = {T + 1} steps")
   return {"model": sums / count, "persistence": sums_p / count}
@@ -201,7 +206,6 @@ def value_trace(wm: Any, variables: Any, episode: dict, H: int, T: int) -> np.nd
   n = len(episode["proprio"])
   if n < T + 1:
     raise ValueError(f"episode of {n} steps is shorter than T + 1 = {T + 1}")
-  pro, ext, act = _padded(episode, H)
   cmd = np.concatenate([np.repeat(np.asarray(episode["command"][:1], np.float32), H, 0),
                         np.asarray(episode["command"], np.float32)], 0)
 
@@ -210,13 +214,8 @@ def value_trace(wm: Any, variables: Any, episode: dict, H: int, T: int) -> np.nd
     z = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
     return wm.predict_returns(variables, ctx, z, acts, c)[1][0]
 
-  ts = np.arange(0, n - T)
-  c_win = np.stack([cmd[t + H:t + H + T + 1] for t in ts])  # c_t..c_{t+T}: t + H + T <= n + H - 1
-  v = jax.jit(jax.vmap(one))(np.stack([pro[t:t + H] for t in ts]), np.stack([act[t:t + H] for t in ts]),
-                             pro[ts + H], ext[ts + H], np.stack([act[t + H:t + H + T] for t in ts]),
-                             np.stack([pro[t + H + 1:t + H + T + 1] for t in ts]),
-                             np.stack([ext[t + H + 1:t + H + T + 1] for t in ts]), c_win)
-  return np.asarray(v)
+  c_win = np.stack([cmd[t + H:t + H + T + 1] for t in range(n - T)])  # c_t..c_{t+T}: t + H + T <= n + H - 1
+  return np.asarray(jax.jit(jax.vmap(one))(*_recorded_windows(episode, H, T), c_win))
 
 
 def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num_points: int,

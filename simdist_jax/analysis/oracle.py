@@ -123,7 +123,6 @@ def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,
     raise ValueError(f"scorer {scorer!r} needs critic_apply")
   task = env.task
   p_dim, e_dim = int(task.dims["proprio"]), int(task.dims["extero"])
-  T = wm.spec.horizon
   h = cfg.horizon
   if scorer == "ve":
     priv_params, priv_ref = env.sim_domain.nominal(), env.sim_domain
@@ -161,7 +160,6 @@ def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,
         planner=planner_state, step=state.step + 1)
     return action, new_state, info
 
-  del T
   return jax.jit(fn) if jit else fn
 
 
@@ -191,11 +189,9 @@ class OracleController:
 
   def __call__(self, proprio_t: Any, extero_t: Any = None, command: Any = None) -> np.ndarray:
     """The oracle's action for this step, planned from the bound twin's current exact state."""
-    T, c = self.wm.spec.horizon, int(self.dims.get("command", 0))
     if extero_t is None:
       extero_t = np.zeros((int(self.dims.get("extero", 0)),), np.float32)
-    commands = (np.zeros((T + 1, 0), np.float32) if command is None or not c
-                else np.broadcast_to(np.asarray(command, np.float32), (T + 1, c)))
+    commands = ctrl_lib.command_chunk(self.dims, self.wm.spec.horizon, command)
     snap = self.real_env.get_state()
     sim = {"params": snap["params"], "qpos": snap["qpos"], "qvel": snap["qvel"], "task_info": snap["task_info"],
            "rng": snap["rng"]}

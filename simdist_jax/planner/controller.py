@@ -74,6 +74,20 @@ def make_act(cfg: mppi.PlannerConfig, model: Any, jit: bool = True) -> Callable[
   return jax.jit(fn) if jit else fn
 
 
+def command_chunk(dims: dict, model_horizon: int, command: Any = None) -> np.ndarray:
+  """[T+1, C] commands for one control step: a [C] command is held constant over the horizon (as in the paper);
+  None only for a task without commands (C = 0)."""
+  c = int(dims.get("command", 0))
+  if command is None:
+    if c:
+      raise ValueError(f"this task has C={c} commands; pass one")
+    return np.zeros((model_horizon + 1, 0), np.float32)
+  command = np.asarray(command, np.float32)
+  if command.ndim == 1:
+    command = np.broadcast_to(command, (model_horizon + 1, command.shape[0]))
+  return command
+
+
 class Controller:
   """Host-side wrapper around the jitted `act`: holds variables and state, records per-step latency.
 
@@ -105,15 +119,7 @@ class Controller:
 
   def commands(self, command: Any = None) -> np.ndarray:
     """[T+1, C] commands: a [C] command is held constant over the horizon (as in the paper)."""
-    c = int(self.dims.get("command", 0))
-    if command is None:
-      if c:
-        raise ValueError(f"this task has C={c} commands; pass one")
-      return np.zeros((self.model_horizon + 1, 0), np.float32)
-    command = np.asarray(command, np.float32)
-    if command.ndim == 1:
-      command = np.broadcast_to(command, (self.model_horizon + 1, command.shape[0]))
-    return command
+    return command_chunk(self.dims, self.model_horizon, command)
 
   def __call__(self, proprio_t: Any, extero_t: Any = None, command: Any = None) -> np.ndarray:
     """Returns the action for this step as numpy; latency includes block_until_ready and the host copy."""

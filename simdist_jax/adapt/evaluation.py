@@ -148,15 +148,21 @@ def paired_bootstrap_ci(after: Sequence[float], before: Sequence[float], num: in
 
 
 # ---- latent prediction losses ------------------------------------------------------------------------------
-def _make_window_loss(wm: Any, variables: Any):
-  """jit(vmap) of one window -> (model loss [T], persistence loss [T]), each mean_z (. - E(o_{t+k}))^2."""
-  def one(ph, ah, p_t, e_t, acts, p_fut, e_fut):
+def _batched(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """jit(vmap) of a single-window function `fn(variables, *window)`: variables are an argument (never a jit
+  constant, so new round models reuse the compiled function), the window arrays are batched."""
+  return jax.jit(jax.vmap(fn, in_axes=(None,) + (0,) * (fn.__code__.co_argcount - 1)))
+
+
+def _make_window_loss(wm: Any):
+  """`f(variables, *window batch) -> (model loss [W, T], persistence loss [W, T])`, each mean_z (. - E(o_{t+k}))^2."""
+  def one(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut):
     ctx = wm.context(variables, ph, ah, p_t, e_t)
     z_hat = wm.predict_latents(variables, ctx, acts)
     z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
     z_t = wm.encode(variables, p_t, e_t)
     return jnp.mean((z_hat - z_tgt) ** 2, axis=-1), jnp.mean((z_t[None] - z_tgt) ** 2, axis=-1)
-  return jax.jit(jax.vmap(one))
+  return _batched(one)
 
 
 def _padded(ep: dict, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,13 +190,13 @@ def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: 
   step k is mean_z (z_hat_{t+k} - E(o_{t+k}))^2, and persistence's is mean_z (E(o_t) - E(o_{t+k}))^2, averaged
   over windows and episodes (E the model's encoder: each round's own, which dynamics-only finetuning keeps).
   """
-  f = _make_window_loss(wm, variables)
+  f = _make_window_loss(wm)
   sums, sums_p, count = np.zeros(T), np.zeros(T), 0
   for ep in episodes:
     n = len(ep["proprio"])
     if n < T + 1:
       continue
-    model, persist = f(*_recorded_windows(ep, H, T))
+    model, persist = f(variables, *_recorded_windows(ep, H, T))
     sums += np.asarray(model).sum(0)
     sums_p += np.asarray(persist).sum(0)
     count += n - T
@@ -199,23 +205,27 @@ def prediction_losses(wm: Any, variables: Any, episodes: list[dict], H: int, T: 
   return {"model": sums / count, "persistence": sums_p / count}
 
 
-def value_trace(wm: Any, variables: Any, episode: dict, H: int, T: int) -> np.ndarray:
-  """The frozen value head along a recorded real episode: V_hat(s_{t+1}) for t = 0..N-T-1 [N-T], read from the
-  ENCODED real observations (z = E(o_{t+1..t+T}) in place of predicted latents, the context from the real history),
-  so it uses only frozen parts of the model: does the sim value rank real states (the paper's value-over-time plot)?"""
-  n = len(episode["proprio"])
-  if n < T + 1:
-    raise ValueError(f"episode of {n} steps is shorter than T + 1 = {T + 1}")
-  cmd = np.concatenate([np.repeat(np.asarray(episode["command"][:1], np.float32), H, 0),
-                        np.asarray(episode["command"], np.float32)], 0)
-
-  def one(ph, ah, p_t, e_t, acts, p_fut, e_fut, c):
+def value_traces(wm: Any, variables: Any, episodes: Sequence[dict], H: int, T: int) -> list[np.ndarray]:
+  """The frozen value head along recorded real episodes: per episode V_hat(s_{t+1}) for t = 0..N-T-1 [N-T], read
+  from the ENCODED real observations (z = E(o_{t+1..t+T}) in place of predicted latents, the context from the real
+  history), so it uses only frozen parts of the model: does the sim value rank real states (the paper's
+  value-over-time plot)? One compiled function serves every episode."""
+  def one(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut, c):
     ctx = wm.context(variables, ph, ah, p_t, e_t)
     z = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
     return wm.predict_returns(variables, ctx, z, acts, c)[1][0]
 
-  c_win = np.stack([cmd[t + H:t + H + T + 1] for t in range(n - T)])  # c_t..c_{t+T}: t + H + T <= n + H - 1
-  return np.asarray(jax.jit(jax.vmap(one))(*_recorded_windows(episode, H, T), c_win))
+  f = _batched(one)
+  out = []
+  for episode in episodes:
+    n = len(episode["proprio"])
+    if n < T + 1:
+      raise ValueError(f"episode of {n} steps is shorter than T + 1 = {T + 1}")
+    cmd = np.concatenate([np.repeat(np.asarray(episode["command"][:1], np.float32), H, 0),
+                          np.asarray(episode["command"], np.float32)], 0)
+    c_win = np.stack([cmd[t + H:t + H + T + 1] for t in range(n - T)])  # c_t..c_{t+T}: t + H + T <= n + H - 1
+    out.append(np.asarray(f(variables, *_recorded_windows(episode, H, T), c_win)))
+  return out
 
 
 def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num_points: int,
@@ -282,25 +292,25 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
   config also "return_spearman": per restored state, the rank correlation between the returns the planner
   computes for its chunks (frozen heads on z_hat) and the heads' returns on the TRUE futures E(o_{t+1..t+T}),
   averaged over states: does the dynamics rank the chunks as perfect dynamics would?"""
-  f = _make_window_loss(wm, variables)
+  f = _make_window_loss(wm)
   sums, sums_p, count, rhos = None, None, 0, []
   if planner_cfg is not None:
-    def rets(ph, ah, p_t, e_t, acts, p_fut, e_fut, cmd):
+    def rets(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut, cmd):
       ctx = wm.context(variables, ph, ah, p_t, e_t)
       z_hat = wm.predict_latents(variables, ctx, acts)
       z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
       r_m, v_m = wm.predict_returns(variables, ctx, z_hat, acts, cmd)
       r_t, v_t = wm.predict_returns(variables, ctx, z_tgt, acts, cmd)
       return mppi.discounted_return(planner_cfg, r_m, v_m), mppi.discounted_return(planner_cfg, r_t, v_t)
-    g = jax.jit(jax.vmap(rets))
+    g = _batched(rets)
   for w in windows:
-    model, persist = f(w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"], w["e_fut"])
+    model, persist = f(variables, w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"], w["e_fut"])
     s_m, s_p = np.asarray(model).sum(0), np.asarray(persist).sum(0)
     sums = s_m if sums is None else sums + s_m
     sums_p = s_p if sums_p is None else sums_p + s_p
     count += int(w["acts"].shape[0])
     if planner_cfg is not None:
-      r_model, r_true = (np.asarray(x) for x in g(w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"],
+      r_model, r_true = (np.asarray(x) for x in g(variables, w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"],
                                                    w["e_fut"], w["cmd"]))
       for grp in np.unique(w["group"]):
         sel = w["group"] == grp

@@ -240,17 +240,14 @@ def _references(ctx: dict) -> dict:
 
 
 def _value_traces(ctx: dict, variables: Any) -> list[dict]:
-  """The frozen value along every recorded real episode (`evaluation.value_trace`), with its outcome."""
-  out = []
-  for j in range(1, int(ctx["cfg"].adapt.rounds) + 1):
-    for ep in rec.load_episodes(_round_dir(ctx["adir"], j) / "episodes", ctx["dims"], verbose=False)[0]:
-      meta = ep.get("meta", {})
-      if len(ep["proprio"]) < ctx["T"] + 1:
-        continue
-      v = evaluation.value_trace(ctx["wm"], variables, ep, ctx["H"], ctx["T"])
-      out.append({"round": j, "seed": meta.get("seed"), "return": meta.get("outcome/return"),
-                  "success_frac": meta.get("outcome/success_frac"), "value": [float(x) for x in v]})
-  return out
+  """The frozen value along every recorded real episode (`evaluation.value_traces`), with its outcome."""
+  eps = [(j, ep) for j in range(1, int(ctx["cfg"].adapt.rounds) + 1)
+         for ep in rec.load_episodes(_round_dir(ctx["adir"], j) / "episodes", ctx["dims"], verbose=False)[0]
+         if len(ep["proprio"]) >= ctx["T"] + 1]
+  values = evaluation.value_traces(ctx["wm"], variables, [ep for _, ep in eps], ctx["H"], ctx["T"])
+  return [{"round": j, "seed": ep["meta"].get("seed"), "return": ep["meta"].get("outcome/return"),
+           "success_frac": ep["meta"].get("outcome/success_frac"), "value": [float(x) for x in v]}
+          for (j, ep), v in zip(eps, values, strict=True)]
 
 
 def summarize(rounds: list[dict]) -> dict:

@@ -191,7 +191,7 @@ def test_value_trace_reads_the_encoded_real_future():
   n = 9
   ep = {"proprio": np.arange(n, dtype=np.float32)[:, None] ** 2, "extero": np.zeros((n, 0), np.float32),
         "action": np.zeros((n, 1), np.float32), "command": np.zeros((n, 0), np.float32)}
-  v = evaluation.value_trace(WM(), None, ep, H=2, T=3)
+  (v,) = evaluation.value_traces(WM(), None, [ep], H=2, T=3)
   np.testing.assert_allclose(v, 2.0 * np.arange(1, n - 3 + 1, dtype=np.float32) ** 2)
 
 

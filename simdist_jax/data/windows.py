@@ -131,6 +131,12 @@ class WindowSampler:
     return _sample(*arrays, key, batch_size, self.length)
 
 
+def mixed_split(batch_size: int, share: float) -> tuple[int, int]:
+  """(primary, secondary) windows of a mixed batch: round(batch_size * share) from the secondary dataset."""
+  n2 = int(round(batch_size * share))
+  return batch_size - n2, n2
+
+
 @dataclasses.dataclass(frozen=True)
 class MixedSampler:
   """Pure form of `MixedDataset.sample`: `self((primary arrays, secondary arrays), key, B)`."""
@@ -141,7 +147,7 @@ class MixedSampler:
 
   def __call__(self, arrays: tuple, key: jax.Array, batch_size: int) -> dict:
     """`batch_size` windows, the last `round(batch_size * share)` of them from the secondary dataset."""
-    n2 = int(round(batch_size * self.share))
+    n2 = mixed_split(batch_size, self.share)[1]
     k1, k2 = jax.random.split(key)
     a = self.primary(arrays[0], k1, batch_size - n2)
     if n2 == 0:
@@ -295,18 +301,13 @@ class MixedDataset:
 
   def split(self, batch_size: int) -> tuple[int, int]:
     """(primary, secondary) windows per batch of `batch_size`."""
-    n2 = int(round(batch_size * self.share))
-    return batch_size - n2, n2
+    return mixed_split(batch_size, self.share)
 
   def sample(self, key: jax.Array, batch_size: int) -> dict:
-    """`batch_size` windows: `split(batch_size)` from primary then secondary, concatenated along the batch axis."""
-    n1, n2 = self.split(batch_size)
-    k1, k2 = jax.random.split(key)
-    a = self.primary.sample(k1, n1)
-    if n2 == 0:
-      return a
-    b = self.secondary.sample(k2, n2)
-    return {k: jnp.concatenate([a[k], b[k]], axis=0) for k in a}
+    """`batch_size` windows: `split(batch_size)` from primary then secondary, concatenated along the batch axis
+    (the pure `MixedSampler` of `sampler()`, so the two paths cannot drift apart)."""
+    fn, arrays = self.sampler()
+    return fn(arrays, key, batch_size)
 
   def sampler(self) -> tuple[MixedSampler, tuple]:
     """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan)."""

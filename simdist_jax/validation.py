@@ -272,6 +272,7 @@ def _model(c: _Checks, dims: Mapping[str, Any] | None) -> Any:
                                        "per-channel stds >= 0" + ("" if p is None else f", one per proprio channel "
                                                                    f"(the task's P={p})")))
   c.need("model.finetune.train", _one_of(finetune.TRAINABLE))
+  c.need("model.finetune.head_consistency", NON_NEGATIVE)
   _lr(c, "model.lr")
   _lr(c, "model.finetune.lr")
   latent = c.get("model.latent_dim")

@@ -155,16 +155,24 @@ def make_pretrain_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
 def make_finetune_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
   """Returns `loss(trainable, frozen, scaler, batch, key, train=True, prefix="finetune") -> (loss, metrics)`.
 
-  Eq. 3: latent consistency only, ||z_hat_{t+1..t+T} - sg(E(o_{t+1..t+T}))||^2 with the encoder taken from the
+  Eq. 3: latent consistency, ||z_hat_{t+1..t+T} - sg(E(o_{t+1..t+T}))||^2 with the encoder taken from the
   merged params (frozen in the default `dynamics` mode). Differentiate argument 0 (`trainable`) only. Reward, value
-  and BC heads are not evaluated (the official code computes them with weight 0).
+  and BC heads are not trained (the official code computes them with weight 0).
+
+  With `model.finetune.head_consistency` = lambda > 0 (not in the paper; 0 = Eq. 3 exactly) the loss adds
+  lambda * mean over the T steps of (R(z_hat) - sg R(E(o)))^2 + (V(z_hat) - sg V(E(o)))^2: the frozen reward and
+  value heads (deterministic, scaled units) on the predicted latents against the same heads on the encoded true
+  future observations. Its targets need no reward or value label (only the real observations), and the gradient
+  still reaches only the trainable tree: the dynamics is pulled towards the latent errors the planner's returns
+  are sensitive to.
   """
   H, T, P = wm.spec.history, wm.spec.horizon, wm.spec.proprio
   noise_p, noise_e = _aug_noise(model_cfg, P)
   augment = bool(model_cfg.finetune.augment)
   dropout = bool(model_cfg.finetune.dropout)
+  head_w = float(model_cfg.finetune.get("head_consistency", 0.0))
 
-  def per_example(params: Any, sc: Any, window: Batch, key: jax.Array, train: bool) -> jax.Array:
+  def per_example(params: Any, sc: Any, window: Batch, key: jax.Array, train: bool) -> dict[str, jax.Array]:
     w = split_window(window, H, T)
     k_aug, k_dyn = jax.random.split(key)
     z_tgt = _latent_targets(wm, params, sc, w)
@@ -172,14 +180,22 @@ def make_finetune_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
     tokens, z = _scaled_context(wm, params, sc, w_in)
     a_s = model_lib.scale(sc, "action", w.actions)
     z_hat = wm.apply(params, "latents", tokens, z, a_s, train=train and dropout, rng=k_dyn)
-    return jnp.mean(jnp.square(z_hat - z_tgt))
+    out = {"latent": jnp.mean(jnp.square(z_hat - z_tgt))}
+    if head_w > 0.0:
+      c_s = model_lib.scale(sc, "command", w.commands)
+      r_hat, v_hat = wm.apply(params, "returns", z, z_hat, a_s, c_s, train=False)
+      r_tgt, v_tgt = jax.lax.stop_gradient(wm.apply(params, "returns", z, z_tgt, a_s, c_s, train=False))
+      out["heads"] = jnp.mean(jnp.square(r_hat - r_tgt)) + jnp.mean(jnp.square(v_hat - v_tgt))
+    return out
 
   def loss_fn(trainable: Any, frozen: Any, scaler: Any, batch: Batch, key: jax.Array, train: bool = True,
               prefix: str = "finetune") -> tuple[jax.Array, dict[str, jax.Array]]:
     params = {**frozen, **trainable}
     B = batch["proprio"].shape[0]
     keys = jax.random.split(key, B)
-    latent = jnp.mean(jax.vmap(per_example, in_axes=(None, None, 0, 0, None))(params, scaler, batch, keys, train))
-    return latent, _mean_metrics(prefix, {"latent": latent}, latent)
+    terms = jax.vmap(per_example, in_axes=(None, None, 0, 0, None))(params, scaler, batch, keys, train)
+    terms = {k: jnp.mean(v) for k, v in terms.items()}
+    total = terms["latent"] + (head_w * terms["heads"] if head_w > 0.0 else 0.0)
+    return total, _mean_metrics(prefix, terms, total)
 
   return loss_fn

@@ -134,4 +134,7 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.finetune.dropout = True
   # Keep input-noise augmentation during finetuning (official: yes).
   c.finetune.augment = True
+  # Weight lambda of the frozen-heads consistency term added to Eq. 3 (world_model/losses.py
+  # `make_finetune_loss`): the reward/value heads on z_hat against the same heads on E(o). 0 = the paper.
+  c.finetune.head_consistency = 0.0
   return c

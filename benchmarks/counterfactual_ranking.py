@@ -5,6 +5,10 @@ chunks (sigma) are rolled out; printed side by side: latent loss over persistenc
 over states) of the planner's returns on predicted latents against the frozen heads on the true futures.
 
   python benchmarks/counterfactual_ranking.py --workdir runs/s0_v2 --models world_model,adapt/rounds/round_01/model
+
+With `--world sim --record 4` the episodes are instead recorded first in the sim twin (a domain drawn from the DR
+ranges per episode) with the first model's planner: the same instrument where there is no dynamics gap, i.e. the
+ranking the pretrained model reaches in its own world (what finetuning could at best restore in the real world).
 """
 
 from __future__ import annotations
@@ -24,6 +28,22 @@ from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import model as model_lib
 
 
+def _record(env, pcfg, wm, variables, dims, n: int, directory: pathlib.Path) -> list[dict]:
+  """`n` episodes of the planner in `env` (seeds 90000+i), recorded with their seeds for exact replay."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  shutil.rmtree(directory, ignore_errors=True)
+  r = rec.EpisodeRecorder(directory, dims)
+  ctrl = evaluation.model_controller(pcfg, wm, variables, dims, jax.random.PRNGKey(0))
+  for i in range(n):
+    s = 90_000 + i
+    out = evaluation.run_episode(env, ctrl, jax.random.PRNGKey(s), r, meta={"seed": s})
+    print(f"recorded episode {i + 1}/{n}: return {out['return']:.1f}", flush=True)
+  eps = rec.load_episodes(directory, dims)[0]
+  shutil.rmtree(directory, ignore_errors=True)
+  return eps
+
+
 def main() -> None:
   """Parses the flags and prints one line per checkpoint."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,23 +53,30 @@ def main() -> None:
   ap.add_argument("--sigma", type=float, default=0.3)
   ap.add_argument("--points", type=int, default=20)
   ap.add_argument("--chunks", type=int, default=8)
+  ap.add_argument("--record", type=int, default=0,
+                  help="record this many episodes in --world with the first model's planner instead of using the "
+                       "run's held-out real episodes")
   args = ap.parse_args()
   wd = pathlib.Path(args.workdir)
   cfg = config_lib.from_json((wd / "config.json").read_text())
   task = make_task(cfg)
   env = make_real_env(cfg, args.world)
-  held, _ = rec.load_episodes(paths.adapt_dir(wd) / "heldout", task.dims)
+  held = None if args.record else rec.load_episodes(paths.adapt_dir(wd) / "heldout", task.dims)[0]
   first = None
   for name in args.models.split(","):
     variables, _, dims = ckpt_lib.load(str(wd / name))
     wm = model_lib.make_world_model(cfg.model, dims)
     pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=wm.spec.horizon)
+    if held is None:
+      held = _record(env, pcfg, wm, variables, dims, args.record, wd / "_ranking_episodes")
     if first is None:
       rng = np.random.default_rng(0)
       first = [evaluation.counterfactual_windows(env, ep, wm.spec.history, wm.spec.horizon, args.sigma, args.points,
                                                  rng, pcfg.action_low, pcfg.action_high, args.chunks) for ep in held]
     cf = evaluation.counterfactual_losses(wm, variables, first, pcfg)
     print(f"{name:40s} latent loss / persistence {cf['model'].mean() / cf['persistence'].mean():.3f}  "
+          f"/ action-blind {cf['model'].mean() / cf['action_blind'].mean():.3f}  "
+          f"action-effect error {cf['effect_error']:.3f}  "
           f"return rank corr. vs true futures {cf['return_spearman']:+.3f}", flush=True)
 
 

@@ -238,7 +238,8 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
   action bounds) is applied for T steps with the observations recorded, and the state is restored. Returns
   stacked model inputs, W = points x chunks_per_point windows, `group` [W] the index of the state each came from:
   {"ph" [W,H,P], "ah" [W,H,A], "p_t", "e_t", "acts" [W,T,A], "p_fut" [W,T,P], "e_fut" [W,T,E], "cmd" [W,T+1,C],
-  "group" [W]}.
+  "group" [W], and the unperturbed reference of each window: "acts_base" [W,T,A] (the recorded chunk),
+  "p_base" [W,T,P], "e_base" [W,T,E] (the recorded o_{t+1..t+T})}.
   """
   seed = episode.get("meta", {}).get("seed")
   if seed is None:
@@ -251,7 +252,8 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
   key_env, _ = jax.random.split(jax.random.PRNGKey(int(seed)))
   obs = env.reset(key_env)
   p_dim, e_dim = int(env.task.dims["proprio"]), int(env.task.dims["extero"])
-  out = {k: [] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut", "cmd", "group")}
+  out = {k: [] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut", "cmd", "group", "acts_base", "p_base",
+                         "e_base")}
   for t in range(n - T):
     if t in points:
       snap = env.get_state()
@@ -273,6 +275,9 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
         out["e_fut"].append(fut[:, p_dim:p_dim + e_dim])
         out["cmd"].append(np.repeat(np.asarray(episode["command"][t], np.float32)[None], T + 1, 0))
         out["group"].append(points.index(t))
+        out["acts_base"].append(np.asarray(base, np.float32))
+        out["p_base"].append(np.asarray(episode["proprio"][t + 1:t + T + 1], np.float32))
+        out["e_base"].append(np.asarray(episode["extero"][t + 1:t + T + 1], np.float32))
     obs, _, _, _ = env.step(episode["action"][t])
     if not np.allclose(np.asarray(obs["state"])[:p_dim], episode["proprio"][t + 1], atol=1e-4):
       raise ValueError(f"replay of the episode with seed {seed} diverged from its recording at step {t + 1}")
@@ -291,9 +296,17 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
   """Latent loss per horizon step on `counterfactual_windows` -> {"model" [T], "persistence" [T]}; with a planner
   config also "return_spearman": per restored state, the rank correlation between the returns the planner
   computes for its chunks (frozen heads on z_hat) and the heads' returns on the TRUE futures E(o_{t+1..t+T}),
-  averaged over states: does the dynamics rank the chunks as perfect dynamics would?"""
+  averaged over states: does the dynamics rank the chunks as perfect dynamics would?
+
+  With the windows' unperturbed references ("acts_base", "p_base", "e_base") also the action-effect instrument:
+  "action_blind" [T], the loss of predicting the perturbed future by the true UNperturbed one (exact state,
+  perturbation ignored: a model must beat it to use the actions), and "effect_error", the relative error of the
+  predicted effect of the perturbation, sum ||(z_hat(a + eps) - z_hat(a)) - (E(o^eps) - E(o))||^2 / sum
+  ||E(o^eps) - E(o)||^2 (0 = perfect, 1 = action-blind, > 1 worse): the latent difference between candidates is
+  what the planner ranks by, and this error is free of the drift the candidates share."""
   f = _make_window_loss(wm)
   sums, sums_p, count, rhos = None, None, 0, []
+  blind, eff_num, eff_den = None, 0.0, 0.0
   if planner_cfg is not None:
     def rets(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut, cmd):
       ctx = wm.context(variables, ph, ah, p_t, e_t)
@@ -303,12 +316,26 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
       r_t, v_t = wm.predict_returns(variables, ctx, z_tgt, acts, cmd)
       return mppi.discounted_return(planner_cfg, r_m, v_m), mppi.discounted_return(planner_cfg, r_t, v_t)
     g = _batched(rets)
+
+  def effect(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut, acts_base, p_base, e_base):
+    ctx = wm.context(variables, ph, ah, p_t, e_t)
+    enc = jax.vmap(lambda p, e: wm.encode(variables, p, e))
+    z_pert, z_base = enc(p_fut, e_fut), enc(p_base, e_base)
+    d_model = wm.predict_latents(variables, ctx, acts) - wm.predict_latents(variables, ctx, acts_base)
+    d_true = z_pert - z_base
+    return (jnp.mean((z_base - z_pert) ** 2, axis=-1), jnp.sum((d_model - d_true) ** 2), jnp.sum(d_true ** 2))
+  h = _batched(effect)
   for w in windows:
     model, persist = f(variables, w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"], w["e_fut"])
     s_m, s_p = np.asarray(model).sum(0), np.asarray(persist).sum(0)
     sums = s_m if sums is None else sums + s_m
     sums_p = s_p if sums_p is None else sums_p + s_p
     count += int(w["acts"].shape[0])
+    if "acts_base" in w:
+      b, num, den = (np.asarray(x) for x in h(variables, *(w[k] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut",
+                                                                        "e_fut", "acts_base", "p_base", "e_base"))))
+      blind = b.sum(0) if blind is None else blind + b.sum(0)
+      eff_num, eff_den = eff_num + float(num.sum()), eff_den + float(den.sum())
     if planner_cfg is not None:
       r_model, r_true = (np.asarray(x) for x in g(variables, w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"],
                                                    w["e_fut"], w["cmd"]))
@@ -319,6 +346,9 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
   if count == 0:
     raise ValueError("no counterfactual windows")
   out = {"model": sums / count, "persistence": sums_p / count}
+  if blind is not None:
+    out["action_blind"] = blind / count
+    out["effect_error"] = eff_num / max(eff_den, 1e-12)
   if planner_cfg is not None:
     out["return_spearman"] = float(np.nanmean(rhos)) if rhos else float("nan")
   return out

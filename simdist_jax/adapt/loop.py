@@ -200,7 +200,9 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
                 "counterfactual/persistence_mean": float(cf["persistence"].mean()),
                 "counterfactual/pred_over_persistence": float(cf["model"].mean()
                                                               / max(cf["persistence"].mean(), 1e-12)),
-                "counterfactual/return_spearman": cf["return_spearman"]})
+                "counterfactual/return_spearman": cf["return_spearman"],
+                "counterfactual/action_blind_mean": float(cf["action_blind"].mean()),
+                "counterfactual/effect_error": cf["effect_error"]})
   if round0 is not None and len(ev["returns"]) >= 2:
     row["real/return_vs_round0"] = evaluation.paired_bootstrap_ci(ev["returns"], round0["real/returns"])
     row["real/success_vs_round0"] = evaluation.paired_bootstrap_ci(ev["success"], round0["real/success"])
@@ -360,6 +362,8 @@ def run_stage(cfg, workdir) -> dict:
         f"(persistence {row['heldout/persistence_mean']:.4f})"
         + (f", counterfactual return rank corr. {row['counterfactual/return_spearman']:.2f}"
            if "counterfactual/return_spearman" in row else "")
+        + (f", action-effect error {row['counterfactual/effect_error']:.2f}"
+           if "counterfactual/effect_error" in row else "")
         + f", frozen unchanged {row['frozen_unchanged']}"
         + (f", sim return {row['sim/return_mean']:.2f}, policy head {row['reference/policy_head/return_mean']:.2f}"
            if j == 0 else "")

@@ -172,6 +172,16 @@ def test_counterfactual_return_ranking_hand_case():
   assert good["return_spearman"] == pytest.approx(1.0) and bad["return_spearman"] == pytest.approx(-1.0)
   np.testing.assert_allclose(good["model"], 0.0, atol=1e-6)
   assert bad["model"].mean() > good["persistence"].mean() > 0
+  # Action-effect instrument: the unperturbed chunk is zero, so the true effect of chunk a is cumsum(a) and the
+  # action-blind prediction (the unperturbed future, z_t) misses it entirely.
+  w.update(acts_base=np.zeros_like(acts), p_base=np.repeat(p_t[:, None, :], T, 1), e_base=w["e_fut"])
+  good = evaluation.counterfactual_losses(WM(1.0), None, [w], cfg)
+  bad = evaluation.counterfactual_losses(WM(-1.0), None, [w], cfg)
+  blind = WM(0.0)
+  np.testing.assert_allclose(good["action_blind"], np.mean(np.cumsum(acts, axis=1) ** 2, axis=(0, 2)), rtol=1e-5)
+  assert good["effect_error"] == pytest.approx(0.0, abs=1e-9)
+  assert bad["effect_error"] == pytest.approx(4.0, rel=1e-5)  # predicted effect -d against d: |2d|^2 / |d|^2
+  assert evaluation.counterfactual_losses(blind, None, [w], cfg)["effect_error"] == pytest.approx(1.0, rel=1e-5)
 
 
 def test_value_trace_reads_the_encoded_real_future():

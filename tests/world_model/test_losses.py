@@ -102,6 +102,42 @@ def test_finetune_loss_is_latent_term_and_grads_only_trainable():
   assert float(model_lib.param_count(grads)) > 0 and float(jnp.abs(jax.tree.leaves(grads)[0]).sum()) > 0
 
 
+def test_finetune_head_consistency_matches_public_functions_and_trains_only_dynamics():
+  """lambda * [(R(z_hat) - R(E(o)))^2 + (V(z_hat) - V(E(o)))^2] in scaled units, through the public raw-unit API;
+  lambda = 0 is Eq. 3 exactly; the gradient still reaches only the dynamics."""
+  cfg, wm, v, batch = _setup()
+  cfg.model.finetune.head_consistency = 0.5
+  fl = losses.make_finetune_loss(wm, cfg.model)
+  trainable, frozen = ft.split_params(v["params"])
+  key = jax.random.key(0)
+  total, m = fl(trainable, frozen, v["scaler"], batch, key, False)
+  H, T, sc = wm.spec.history, wm.spec.horizon, v["scaler"]
+
+  def oracle(win):
+    w = losses.split_window(win, H, T)
+    ctx = wm.context(v, w.proprio_hist, w.action_hist, w.proprio_t, w.extero_t)
+    z_hat = wm.predict_latents(v, ctx, w.actions)
+    z_tgt = jax.vmap(lambda p, e: wm.encode(v, p, e))(w.proprio_next, w.extero_next)
+    r_m, v_m = wm.predict_returns(v, ctx, z_hat, w.actions, w.commands)
+    r_t, v_t = wm.predict_returns(v, ctx, z_tgt, w.actions, w.commands)
+    r_s = lambda r: model_lib.scale(sc, "reward", r)  # noqa: E731
+    v_s = lambda x: model_lib.scale(sc, "value", x)  # noqa: E731
+    return jnp.stack([jnp.mean((z_hat - z_tgt) ** 2),
+                      jnp.mean((r_s(r_m) - r_s(r_t)) ** 2) + jnp.mean((v_s(v_m) - v_s(v_t)) ** 2)])
+
+  ref = jnp.mean(jax.vmap(oracle)(batch), axis=0)
+  assert float(ref[1]) > 1e-4  # an untrained model: the heads differ on z_hat and E(o)
+  assert float(m["finetune/loss/latent"]) == pytest.approx(float(ref[0]), rel=1e-4)
+  assert float(m["finetune/loss/heads"]) == pytest.approx(float(ref[1]), rel=1e-4)
+  assert float(total) == pytest.approx(float(ref[0] + 0.5 * ref[1]), rel=1e-4)
+  grads = jax.grad(lambda tr: fl(tr, frozen, v["scaler"], batch, key, False)[0])(trainable)
+  assert set(grads) == {"dynamics"}
+  g0 = jax.grad(lambda tr: losses.make_finetune_loss(wm, tiny_config(DIMS).model)(tr, frozen, v["scaler"], batch,
+                                                                                     key, False)[0])(trainable)
+  diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), grads, g0)
+  assert max(jax.tree.leaves(diff)) > 0  # the heads term moves the dynamics' gradient
+
+
 @pytest.mark.parametrize("heads_sg", [False, True])
 def test_heads_stop_gradient_keeps_reward_value_losses_out_of_the_dynamics(heads_sg):
   """With `heads_stop_gradient` the reward/value losses give the dynamics zero gradient (it learns only the latent

@@ -103,7 +103,7 @@ def test_finetune_loss_is_latent_term_and_grads_only_trainable():
 
 
 def test_finetune_head_consistency_matches_public_functions_and_trains_only_dynamics():
-  """lambda * [(R(z_hat) - R(E(o)))^2 + (V(z_hat) - V(E(o)))^2] in scaled units, through the public raw-unit API;
+  """The term lambda * [(R(z_hat) - R(E(o)))^2 + (V(z_hat) - V(E(o)))^2] in scaled units, through the public raw-unit API;
   lambda = 0 is Eq. 3 exactly; the gradient still reaches only the dynamics."""
   cfg, wm, v, batch = _setup()
   cfg.model.finetune.head_consistency = 0.5

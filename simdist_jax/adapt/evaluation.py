@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax.adapt import recorder as rec
+from simdist_jax.analysis import ranking
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
 
@@ -284,13 +285,6 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
   return {k: np.stack(v) for k, v in out.items()}
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-  ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-  if ra.std() == 0 or rb.std() == 0:
-    return float("nan")
-  return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
                           planner_cfg: mppi.PlannerConfig | None = None) -> dict:
   """Latent loss per horizon step on `counterfactual_windows` -> {"model" [T], "persistence" [T]}; with a planner
@@ -342,7 +336,7 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
       for grp in np.unique(w["group"]):
         sel = w["group"] == grp
         if sel.sum() >= 3:
-          rhos.append(_spearman(r_model[sel], r_true[sel]))
+          rhos.append(ranking.spearman(r_model[sel], r_true[sel]))
   if count == 0:
     raise ValueError("no counterfactual windows")
   out = {"model": sums / count, "persistence": sums_p / count}
@@ -350,5 +344,6 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
     out["action_blind"] = blind / count
     out["effect_error"] = eff_num / max(eff_den, 1e-12)
   if planner_cfg is not None:
-    out["return_spearman"] = float(np.nanmean(rhos)) if rhos else float("nan")
+    finite = [r for r in rhos if np.isfinite(r)]  # NaN: a state whose model returns are all equal ranks nothing
+    out["return_spearman"] = float(np.mean(finite)) if finite else float("nan")
   return out

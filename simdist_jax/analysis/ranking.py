@@ -31,18 +31,25 @@ METRICS = ("rho", "rho_reward", "rho_value", "rho_reward_on_true_z", "rho_value_
 
 
 def rank(x: np.ndarray) -> np.ndarray:
-  """Ranks 0..n-1 of `x` [n] (ties broken by position, as `np.argsort`)."""
+  """Ranks 0..n-1 of `x` [n]; tied values share the mean of their ranks (so a constant input ranks nothing)."""
+  x = np.asarray(x)
+  order = np.argsort(x, kind="stable")
   r = np.empty(len(x))
-  r[np.argsort(x)] = np.arange(len(x))
+  r[order] = np.arange(len(x))
+  for v in np.unique(x):
+    sel = x == v
+    if sel.sum() > 1:
+      r[sel] = r[sel].mean()
   return r
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation of two [n] arrays; 0.0 when either has a single rank (n < 2)."""
+  """Spearman rank correlation of two [n] arrays (tied values share their mean rank); NaN when either side has a
+  single rank (n < 2 or constant): undefined, and callers average with `np.nanmean`."""
   ra, rb = rank(a), rank(b)
   ra, rb = ra - ra.mean(), rb - rb.mean()
   den = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-  return float((ra * rb).sum() / den) if den > 0 else 0.0
+  return float((ra * rb).sum() / den) if den > 0 else float("nan")
 
 
 def z_r2(z_true: np.ndarray, z_pred: np.ndarray) -> float:
@@ -172,5 +179,5 @@ def ranking_study(env: Any, wm: Any, variables: Any, dims: dict, pcfg: mppi.Plan
   prober = PolicyHeadProber()
   ep_return = sum(run_episode(env, prober, jax.random.PRNGKey(int(seed)), max_steps=episode_length)["return"]
                   for seed in seeds)
-  return {"per_sigma": {s: {k: float(np.mean(v)) for k, v in res[s].items()} for s in sigmas},
+  return {"per_sigma": {s: {k: float(np.nanmean(v)) for k, v in res[s].items()} for s in sigmas},
           "episode_return": ep_return, "probed_states": probed}

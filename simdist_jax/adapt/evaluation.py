@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax.adapt import recorder as rec
-from simdist_jax.analysis import ranking
+from simdist_jax.analysis import stats
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
 
@@ -336,7 +336,7 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
       for grp in np.unique(w["group"]):
         sel = w["group"] == grp
         if sel.sum() >= 3:
-          rhos.append(ranking.spearman(r_model[sel], r_true[sel]))
+          rhos.append(stats.spearman(r_model[sel], r_true[sel]))
   if count == 0:
     raise ValueError("no counterfactual windows")
   out = {"model": sums / count, "persistence": sums_p / count}

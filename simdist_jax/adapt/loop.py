@@ -222,6 +222,8 @@ def _references(ctx: dict) -> dict:
               "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
   policy = evaluation.model_controller(ctx["pcfg"], wm, ctx["variables0"], ctx["dims"], jax.random.PRNGKey(0),
                                        policy_only=True)
+  ev = evaluation.evaluate_episodes(ctx["sim_env"], policy, ctx["sim_eval_seeds"])  # does the search beat pi in sim?
+  out["sim/policy_head/return_mean"], out["sim/policy_head/returns"] = ev["return_mean"], ev["returns"]
   ev = evaluation.evaluate_episodes(ctx["real_env"], policy, ctx["eval_seeds"])
   out["reference/policy_head/return_mean"], out["reference/policy_head/returns"] = ev["return_mean"], ev["returns"]
   out["reference/policy_head/success_mean"] = ev["success_mean"]
@@ -260,6 +262,7 @@ def summarize(rounds: list[dict]) -> dict:
   summary = {
       "complete": True, "rounds": rounds,
       "sim_planner_return": first["sim/return_mean"],
+      "sim_policy_head_return": first.get("sim/policy_head/return_mean"),
       "real_return_round0": first["real/return_mean"], "real_return_final": last["real/return_mean"],
       "real_success_round0": first["real/success_mean"], "real_success_final": last["real/success_mean"],
       "pred_loss_round0": first["heldout/pred_loss_mean"], "pred_loss_final": last["heldout/pred_loss_mean"],
@@ -365,8 +368,8 @@ def run_stage(cfg, workdir) -> dict:
         + (f", action-effect error {row['counterfactual/effect_error']:.2f}"
            if "counterfactual/effect_error" in row else "")
         + f", frozen unchanged {row['frozen_unchanged']}"
-        + (f", sim return {row['sim/return_mean']:.2f}, policy head {row['reference/policy_head/return_mean']:.2f}"
-           if j == 0 else "")
+        + (f", sim return {row['sim/return_mean']:.2f} (policy head {row['sim/policy_head/return_mean']:.2f}), "
+           f"real policy head {row['reference/policy_head/return_mean']:.2f}" if j == 0 else "")
         + (f", oracle(heads) {row['oracle/heads/return_mean']:.2f}" if "oracle/heads/return_mean" in row else "")
         + f" ({row['wall_s']:.0f}s; ETA {eta:.0f}s)")
 

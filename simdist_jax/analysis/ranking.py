@@ -23,33 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax.adapt.evaluation import run_episode
+from simdist_jax.analysis.stats import rank, spearman  # noqa: F401  (re-exported)
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import history_inputs, init_controller
 
 METRICS = ("rho", "rho_reward", "rho_value", "rho_reward_on_true_z", "rho_value_on_true_z", "z_r2", "regret_best",
            "gain_vs_prior")
-
-
-def rank(x: np.ndarray) -> np.ndarray:
-  """Ranks 0..n-1 of `x` [n]; tied values share the mean of their ranks (so a constant input ranks nothing)."""
-  x = np.asarray(x)
-  order = np.argsort(x, kind="stable")
-  r = np.empty(len(x))
-  r[order] = np.arange(len(x))
-  for v in np.unique(x):
-    sel = x == v
-    if sel.sum() > 1:
-      r[sel] = r[sel].mean()
-  return r
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation of two [n] arrays (tied values share their mean rank); NaN when either side has a
-  single rank (n < 2 or constant): undefined, and callers average with `np.nanmean`."""
-  ra, rb = rank(a), rank(b)
-  ra, rb = ra - ra.mean(), rb - rb.mean()
-  den = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-  return float((ra * rb).sum() / den) if den > 0 else float("nan")
 
 
 def z_r2(z_true: np.ndarray, z_pred: np.ndarray) -> float:

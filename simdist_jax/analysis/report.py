@@ -133,6 +133,8 @@ def write_report(workdir) -> pathlib.Path:
       ("oracle: true dynamics + frozen heads, real", adapt.get("oracle_heads_return"),
        f"adapt.oracle_episodes={c('adapt', 'oracle_episodes')}"),
       ("gap to the oracle closed", adapt["gap_closed_fraction"], "(final - round 0) / (oracle - round 0)"),
+      ("policy head alone, sim (same seeds as the sim planner)", rounds[0].get("sim/policy_head/return_mean"),
+       f"adapt.sim_eval_episodes={c('adapt', 'sim_eval_episodes')}"),
       ("policy head alone, real", rounds[0].get("reference/policy_head/return_mean"), ""),
       ("energy pump one-liner, real", rounds[0].get("reference/energy_pump/return_mean"), "Task.reference_controllers"),
       ("held-out pred. loss / persistence, round 0 -> final",

@@ -51,6 +51,11 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
   r0 = summary["rounds"][0]  # the sim reference runs adapt.sim_eval_episodes, the real evaluation eval_episodes
   assert len(r0["sim/returns"]) == 3 and len(r0["real/returns"]) == 2
   assert r0["sim/return_mean"] == pytest.approx(np.mean(r0["sim/returns"]))
+  # the policy head alone on the same sim seeds: does the search beat pi where the model was trained?
+  assert len(r0["sim/policy_head/returns"]) == 3
+  assert summary["sim_policy_head_return"] == pytest.approx(np.mean(r0["sim/policy_head/returns"]))
+  for r in summary["rounds"]:  # the action-effect instrument: a relative error >= 0 against a baseline > 0
+    assert r["counterfactual/effect_error"] >= 0 and r["counterfactual/action_blind_mean"] > 0
   # every round reports success, persistence and the counterfactual loss; round 0 the reference lines
   for r in summary["rounds"]:
     assert len(r["real/success"]) == 2 and all(0.0 <= x <= 1.0 for x in r["real/success"])

@@ -99,13 +99,9 @@ def rollout(env: MjxEnv, start: State, actions: jax.Array, priv_params: Mapping[
 
 
 def _discount(cfg: mppi.PlannerConfig, rewards: jax.Array, value_h: jax.Array | None) -> jax.Array:
-  h = cfg.horizon
-  g = cfg.discount ** jnp.arange(h, dtype=jnp.float32)
-  ret = jnp.sum(g * rewards[:h])
-  if value_h is None:
-    return ret
-  exponent = h if cfg.terminal_discount == "T" else h + 1
-  return ret + cfg.discount ** exponent * value_h
+  """The planner's discounting (`mppi.discounted_return`) with a scalar terminal value V_h (or none)."""
+  values = None if value_h is None else jnp.broadcast_to(value_h, (cfg.horizon,))
+  return mppi.discounted_return(cfg, rewards.astype(jnp.float32), values)
 
 
 def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,

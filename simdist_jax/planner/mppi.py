@@ -217,12 +217,16 @@ def warm_start(cfg: PlannerConfig, prev_mean: jax.Array, prior_chunk: jax.Array 
   return jnp.zeros_like(prev_mean)
 
 
-def discounted_return(cfg: PlannerConfig, rewards: jax.Array, values: jax.Array) -> jax.Array:
-  """sum_{k<h} gamma^k r_k + gamma^h V_h (or gamma^(h+1)); rewards [T] = r_t.., values [T] = V_{t+1}..."""
+def discounted_return(cfg: PlannerConfig, rewards: jax.Array, values: jax.Array | None) -> jax.Array:
+  """sum_{k<h} gamma^k r_k + gamma^h V_h (or gamma^(h+1)); rewards [T] = r_t.., values [T] = V_{t+1}..;
+  `values=None`: no bootstrap (the reward sum alone)."""
   h = cfg.horizon
   disc = cfg.discount ** jnp.arange(h, dtype=rewards.dtype)
+  ret = jnp.sum(disc * rewards[:h])
+  if values is None:
+    return ret
   exponent = h if cfg.terminal_discount == "T" else h + 1
-  return jnp.sum(disc * rewards[:h]) + cfg.discount ** exponent * values[h - 1]
+  return ret + cfg.discount ** exponent * values[h - 1]
 
 
 def prior_deviation_cost(cfg: PlannerConfig, candidates: jax.Array, prior_chunk: jax.Array) -> jax.Array:

@@ -155,14 +155,20 @@ def _batched(fn: Callable[..., Any]) -> Callable[..., Any]:
   return jax.jit(jax.vmap(fn, in_axes=(None,) + (0,) * (fn.__code__.co_argcount - 1)))
 
 
+def _window_latents(wm: Any, variables: Any, ph, ah, p_t, e_t, acts, p_fut, e_fut):
+  """One window -> (ctx, z_hat [T, Z], z_tgt = E(o_{t+1..t+T}) [T, Z], model loss [T], persistence loss [T]),
+  the losses mean_z (. - E(o_{t+k}))^2 with persistence predicting z_t = E(o_t)."""
+  ctx = wm.context(variables, ph, ah, p_t, e_t)
+  z_hat = wm.predict_latents(variables, ctx, acts)
+  z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
+  z_t = wm.encode(variables, p_t, e_t)
+  return ctx, z_hat, z_tgt, jnp.mean((z_hat - z_tgt) ** 2, axis=-1), jnp.mean((z_t[None] - z_tgt) ** 2, axis=-1)
+
+
 def _make_window_loss(wm: Any):
   """`f(variables, *window batch) -> (model loss [W, T], persistence loss [W, T])`, each mean_z (. - E(o_{t+k}))^2."""
   def one(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut):
-    ctx = wm.context(variables, ph, ah, p_t, e_t)
-    z_hat = wm.predict_latents(variables, ctx, acts)
-    z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
-    z_t = wm.encode(variables, p_t, e_t)
-    return jnp.mean((z_hat - z_tgt) ** 2, axis=-1), jnp.mean((z_t[None] - z_tgt) ** 2, axis=-1)
+    return _window_latents(wm, variables, ph, ah, p_t, e_t, acts, p_fut, e_fut)[3:]
   return _batched(one)
 
 
@@ -285,6 +291,10 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
   return {k: np.stack(v) for k, v in out.items()}
 
 
+# The model inputs of a counterfactual window, in `_window_latents`'s order.
+_WINDOW_KEYS = ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut")
+
+
 def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
                           planner_cfg: mppi.PlannerConfig | None = None) -> dict:
   """Latent loss per horizon step on `counterfactual_windows` -> {"model" [T], "persistence" [T]}; with a planner
@@ -298,45 +308,40 @@ def counterfactual_losses(wm: Any, variables: Any, windows: Sequence[dict],
   predicted effect of the perturbation, sum ||(z_hat(a + eps) - z_hat(a)) - (E(o^eps) - E(o))||^2 / sum
   ||E(o^eps) - E(o)||^2 (0 = perfect, 1 = action-blind, > 1 worse): the latent difference between candidates is
   what the planner ranks by, and this error is free of the drift the candidates share."""
-  f = _make_window_loss(wm)
+  def one(variables, w):  # every quantity of one window from one context and one prediction
+    ctx, z_hat, z_tgt, model, persist = _window_latents(wm, variables, *(w[k] for k in _WINDOW_KEYS))
+    out = {"model": model, "persistence": persist}
+    if "acts_base" in w:
+      z_base = jax.vmap(lambda p, e: wm.encode(variables, p, e))(w["p_base"], w["e_base"])
+      d_model = z_hat - wm.predict_latents(variables, ctx, w["acts_base"])
+      d_true = z_tgt - z_base
+      out.update(blind=jnp.mean((z_base - z_tgt) ** 2, axis=-1), eff_num=jnp.sum((d_model - d_true) ** 2),
+                 eff_den=jnp.sum(d_true ** 2))
+    if planner_cfg is not None:
+      r_m, v_m = wm.predict_returns(variables, ctx, z_hat, w["acts"], w["cmd"])
+      r_t, v_t = wm.predict_returns(variables, ctx, z_tgt, w["acts"], w["cmd"])
+      out.update(ret_model=mppi.discounted_return(planner_cfg, r_m, v_m),
+                 ret_true=mppi.discounted_return(planner_cfg, r_t, v_t))
+    return out
+
+  f = jax.jit(jax.vmap(one, in_axes=(None, 0)))
+  inputs = _WINDOW_KEYS + ("acts_base", "p_base", "e_base") + (("cmd",) if planner_cfg is not None else ())
   sums, sums_p, count, rhos = None, None, 0, []
   blind, eff_num, eff_den = None, 0.0, 0.0
-  if planner_cfg is not None:
-    def rets(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut, cmd):
-      ctx = wm.context(variables, ph, ah, p_t, e_t)
-      z_hat = wm.predict_latents(variables, ctx, acts)
-      z_tgt = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)
-      r_m, v_m = wm.predict_returns(variables, ctx, z_hat, acts, cmd)
-      r_t, v_t = wm.predict_returns(variables, ctx, z_tgt, acts, cmd)
-      return mppi.discounted_return(planner_cfg, r_m, v_m), mppi.discounted_return(planner_cfg, r_t, v_t)
-    g = _batched(rets)
-
-  def effect(variables, ph, ah, p_t, e_t, acts, p_fut, e_fut, acts_base, p_base, e_base):
-    ctx = wm.context(variables, ph, ah, p_t, e_t)
-    enc = jax.vmap(lambda p, e: wm.encode(variables, p, e))
-    z_pert, z_base = enc(p_fut, e_fut), enc(p_base, e_base)
-    d_model = wm.predict_latents(variables, ctx, acts) - wm.predict_latents(variables, ctx, acts_base)
-    d_true = z_pert - z_base
-    return (jnp.mean((z_base - z_pert) ** 2, axis=-1), jnp.sum((d_model - d_true) ** 2), jnp.sum(d_true ** 2))
-  h = _batched(effect)
   for w in windows:
-    model, persist = f(variables, w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"], w["e_fut"])
-    s_m, s_p = np.asarray(model).sum(0), np.asarray(persist).sum(0)
+    res = {k: np.asarray(v) for k, v in f(variables, {k: w[k] for k in inputs if k in w}).items()}
+    s_m, s_p = res["model"].sum(0), res["persistence"].sum(0)
     sums = s_m if sums is None else sums + s_m
     sums_p = s_p if sums_p is None else sums_p + s_p
     count += int(w["acts"].shape[0])
-    if "acts_base" in w:
-      b, num, den = (np.asarray(x) for x in h(variables, *(w[k] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut",
-                                                                        "e_fut", "acts_base", "p_base", "e_base"))))
-      blind = b.sum(0) if blind is None else blind + b.sum(0)
-      eff_num, eff_den = eff_num + float(num.sum()), eff_den + float(den.sum())
+    if "blind" in res:
+      blind = res["blind"].sum(0) if blind is None else blind + res["blind"].sum(0)
+      eff_num, eff_den = eff_num + float(res["eff_num"].sum()), eff_den + float(res["eff_den"].sum())
     if planner_cfg is not None:
-      r_model, r_true = (np.asarray(x) for x in g(variables, w["ph"], w["ah"], w["p_t"], w["e_t"], w["acts"], w["p_fut"],
-                                                   w["e_fut"], w["cmd"]))
       for grp in np.unique(w["group"]):
         sel = w["group"] == grp
         if sel.sum() >= 3:
-          rhos.append(stats.spearman(r_model[sel], r_true[sel]))
+          rhos.append(stats.spearman(res["ret_model"][sel], res["ret_true"][sel]))
   if count == 0:
     raise ValueError("no counterfactual windows")
   out = {"model": sums / count, "persistence": sums_p / count}

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import shutil
 
+import jax
 import numpy as np
 
 from simdist_jax import config as config_lib
@@ -30,8 +32,6 @@ from simdist_jax.world_model import model as model_lib
 
 def _record(env, pcfg, wm, variables, dims, n: int, directory: pathlib.Path) -> list[dict]:
   """`n` episodes of the planner in `env` (seeds 90000+i), recorded with their seeds for exact replay."""
-  import shutil  # pylint: disable=import-outside-toplevel
-  import jax  # pylint: disable=import-outside-toplevel
   shutil.rmtree(directory, ignore_errors=True)
   r = rec.EpisodeRecorder(directory, dims)
   ctrl = evaluation.model_controller(pcfg, wm, variables, dims, jax.random.PRNGKey(0))

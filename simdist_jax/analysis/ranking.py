@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax.adapt.evaluation import run_episode
-from simdist_jax.analysis.stats import rank, spearman  # noqa: F401  (re-exported)
+from simdist_jax.analysis.stats import spearman
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import history_inputs, init_controller
 

@@ -2,6 +2,7 @@
 
 * `run_episode`: one closed-loop episode of any controller in a `RealEnv` (the one host rollout: adapt collection,
   evaluation, held-out recording, oracles); returns the return and the task's success metrics.
+* `record_episodes`: the same, recorded with their seeds into a fresh directory (the instruments' episodes).
 * `evaluate_episodes`: fixed seeds (randomized initial states come from the env config), per-episode returns and
   success (fraction of steps where `task.success` holds, and success at the last step).
 * `paired_bootstrap_ci`: mean difference of two evaluations on the same seeds, with a paired bootstrap 95 % CI.
@@ -17,6 +18,10 @@ Dimension letters: T horizon, H history, Z latent, P/E/A/C feature dims.
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
+import shutil
+import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -99,6 +104,21 @@ def evaluate_episodes(env, controller, seeds: Sequence[int]) -> dict:
   return {"return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)), "returns": rets,
           "success": [o["success_frac"] for o in outs], "success_final": [o["success_final"] for o in outs],
           "success_mean": float(np.mean([o["success_frac"] for o in outs])), "seeds": [int(s) for s in seeds]}
+
+
+def record_episodes(env, controller, dims: dict, seeds: Sequence[int], directory: str | os.PathLike) -> list[dict]:
+  """Episodes of `controller` in `env` on `seeds`, recorded with their seeds (exact replay, e.g. for
+  `counterfactual_windows`) into the fresh directory `directory` (emptied first: nothing recorded by another
+  controller is reused) and returned loaded, in seed order."""
+  directory = pathlib.Path(directory)
+  shutil.rmtree(directory, ignore_errors=True)
+  r = rec.EpisodeRecorder(directory, dims)
+  t0 = time.perf_counter()
+  for i, s in enumerate(seeds):
+    out = run_episode(env, controller, jax.random.PRNGKey(int(s)), r, meta={"seed": int(s)})
+    eta = (time.perf_counter() - t0) / (i + 1) * (len(seeds) - i - 1)
+    print(f"recorded episode {i + 1}/{len(seeds)}: return {out['return']:.1f} (ETA {eta:.0f}s)", flush=True)
+  return rec.load_episodes(directory, dims)[0]
 
 
 def policy_only_config(cfg: mppi.PlannerConfig) -> mppi.PlannerConfig:

@@ -153,24 +153,37 @@ def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
                f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
 
 
+def finetune_on_episodes(cfg, start: Any, variables0: Any, episodes: list[dict], H: int, T: int, num_steps: int,
+                         key_data: jax.Array, key_ft: jax.Array, workdir: str | pathlib.Path, sim_windows: Any = None,
+                         label: str = "") -> tuple[Any, dict, Any]:
+  """Eq. 3 on `episodes` (real episode dicts): `num_steps` dynamics-only steps from `start`, the windows (history H,
+  horizon T) scaled by the pretrained model's (`variables0`) sim scaler; with `adapt.sim_mix` > 0 each batch also
+  draws that share from the sim dataset of `workdir` (`sim_windows`, loaded when None). Returns (new variables,
+  metrics, sim windows) with `finetune_variables`'s contract on a non-finite loss (the input `start` back,
+  `finetune/nonfinite` 1)."""
+  stats = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in variables0["scaler"].items()}
+  ds = rec.aggregate(episodes, H=H, T=T, stats=stats, eval_fraction=0.0, key=key_data)
+  if float(cfg.adapt.sim_mix) > 0.0:
+    if sim_windows is None:
+      sim_windows = windows.load_from_config(cfg, workdir)
+    ds = windows.MixedDataset(ds, sim_windows, float(cfg.adapt.sim_mix))
+  new, metrics = finetune_variables(cfg, start, ds, num_steps, key_ft, label=label)
+  return new, metrics, sim_windows
+
+
 def _finetune(ctx: dict, j: int, rdir: pathlib.Path, variables: Any) -> tuple[Any, dict, list]:
   """Finetunes (only) the dynamics on all real episodes so far; keeps the previous model on a non-finite loss."""
-  cfg, acfg, dims, H, T = ctx["cfg"], ctx["cfg"].adapt, ctx["dims"], ctx["H"], ctx["T"]
+  cfg, acfg, dims = ctx["cfg"], ctx["cfg"].adapt, ctx["dims"]
   all_eps = []
   for jj in range(1, j + 1):
     all_eps.extend(rec.load_episodes(_round_dir(ctx["adir"], jj) / "episodes", dims)[0])
-  stats = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in ctx["variables0"]["scaler"].items()}
-  ds = rec.aggregate(all_eps, H=H, T=T, stats=stats, eval_fraction=0.0, key=jax.random.PRNGKey(ctx["seed"] + j))
-  if float(acfg.sim_mix) > 0.0:
-    if ctx.get("sim_windows") is None:
-      ctx["sim_windows"] = windows.load_from_config(cfg, ctx["workdir"])
-    ds = windows.MixedDataset(ds, ctx["sim_windows"], float(acfg.sim_mix))
   start = ctx["variables0"] if acfg.finetune_from == "pretrained" else variables
   steps = int(acfg.finetune_steps) * (j if acfg.finetune_from == "pretrained" else 1)
   ctx["log"](f"round {j}: finetuning {ctx['train_mode']} for {steps} steps on {len(all_eps)} real episodes "
              f"({rec.total_minutes(all_eps, ctx['ctrl_dt']):.2f} min)")
-  new, ft_metrics = finetune_variables(cfg, start, ds, steps, jax.random.PRNGKey(ctx["seed"] * 7919 + j),
-                                       label=f"round {j}")
+  new, ft_metrics, ctx["sim_windows"] = finetune_on_episodes(
+      cfg, start, ctx["variables0"], all_eps, ctx["H"], ctx["T"], steps, jax.random.PRNGKey(ctx["seed"] + j),
+      jax.random.PRNGKey(ctx["seed"] * 7919 + j), ctx["workdir"], ctx.get("sim_windows"), label=f"round {j}")
   if float(ft_metrics.get("finetune/nonfinite", 0.0)):
     ctx["log"](f"round {j}: WARNING finetuning hit a non-finite loss; keeping the previous round's model")
     new = variables

@@ -332,3 +332,19 @@ def test_sim_mix_finetunes_on_real_plus_sim_windows(tmp_path, monkeypatch):
   assert isinstance(ds, windows.MixedDataset) and ds.secondary is sim and ds.share == 0.25
   assert ds.split(8) == (6, 2) and len(loads) == 1
   assert ds.primary.train_episodes.size == 1  # the one real episode of round 1
+
+
+def test_record_episodes_in_seed_order_into_a_fresh_directory(tmp_path):
+  """The instruments' episodes: one file per seed (its seed in the meta, in the given order), and whatever the
+  directory held before (another controller's episodes) is gone, never mixed in."""
+  from simdist_jax.adapt import recorder as rec
+  dims = {"proprio": 1, "extero": 0, "action": 1, "command": 0, "extero_shape": ()}
+  stale = rec.EpisodeRecorder(tmp_path / "eps", dims)
+  stale.start_episode(seed=7)
+  for _ in range(3):
+    stale.record(np.zeros(1), np.zeros(0), np.ones(1), np.zeros(0), 0.0)
+  stale.end_episode()
+  eps = evaluation.record_episodes(_FakeEnv(), _FakeController(), dims, [12, 5], tmp_path / "eps")
+  assert [ep["meta"]["seed"] for ep in eps] == [12, 5]
+  assert all(len(ep["action"]) == 40 and np.all(ep["action"] == np.float32(0.25)) for ep in eps)
+  assert len(rec.load_episodes(tmp_path / "eps", dims)[0]) == 2

@@ -28,12 +28,13 @@ def _pyplot():
   return plt
 
 
-def _load(path: pathlib.Path):
+def load_json(path: pathlib.Path):
+  """The JSON file at `path`, or None when it does not exist."""
   from simdist_jax import fileio  # pylint: disable=import-outside-toplevel
   return fileio.read_json(path) if path.exists() else None  # a truncated file: CorruptFileError naming it
 
 
-def _expert_refs(expert_eval: dict | None) -> dict:
+def expert_refs(expert_eval: dict | None) -> dict:
   """Final expert's sim/real mean return from expert_eval.json (tolerant to its layout)."""
   if not expert_eval:
     return {}
@@ -55,15 +56,15 @@ def _expert_refs(expert_eval: dict | None) -> dict:
 def write_report(workdir) -> pathlib.Path:
   """Writes the report for `workdir`; returns the path of report.md."""
   workdir = pathlib.Path(workdir)
-  adapt = _load(paths.adapt_dir(workdir) / "adapt_results.json")
+  adapt = load_json(paths.adapt_dir(workdir) / "adapt_results.json")
   if adapt is None:
     raise FileNotFoundError(f"{paths.adapt_dir(workdir) / 'adapt_results.json'} not found: run the adapt stage first")
   # Config values come from the adapt stage's own record: what the numbers below were made with (its fingerprint
   # covers every key printed here), not the config of the latest invocation.
-  cfg = _load(paths.adapt_dir(workdir) / "config.json") or _load(workdir / "config.json") or {}
-  expert_eval = _load(paths.expert_dir(workdir) / "expert_eval.json")
-  data_report = _load(paths.data_dir(workdir) / "data_report.json")
-  refs = _expert_refs(expert_eval)
+  cfg = load_json(paths.adapt_dir(workdir) / "config.json") or load_json(workdir / "config.json") or {}
+  expert_eval = load_json(paths.expert_dir(workdir) / "expert_eval.json")
+  data_report = load_json(paths.data_dir(workdir) / "data_report.json")
+  refs = expert_refs(expert_eval)
   out = paths.report_dir(workdir)
   out.mkdir(parents=True, exist_ok=True)
   rounds = adapt["rounds"]

@@ -18,6 +18,7 @@ from typing import Any, Iterator, TextIO
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax import runtime
 from simdist_jax import stages
 
 LOG_FILE = "log.txt"
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = (pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)).absolute()
     if st.kind == "pipeline":
       extra["restart_from"] = args.restart_from
+  runtime.configure_compile_cache(str(cfg.run.get("compile_cache_dir", "")))  # older run dirs lack the key
   try:
     with stages.workdir_lock(workdir), console_log(workdir, argv):
       try:

@@ -83,7 +83,7 @@ class Stage:
 
 
 # Keys that only change progress lines, logged metrics or evaluation during training: in no fingerprint.
-LOG_ONLY = ("preset", "run.log_every_s", "expert.train_eval_episodes", "model.log_every", "model.eval_every",
+LOG_ONLY = ("preset", "run.log_every_s", "run.compile_cache_dir", "expert.train_eval_episodes", "model.log_every", "model.eval_every",
             "model.eval_batches")
 # What exists only on the real side: the real domain (and the Go2 world it is built from).
 _REAL = ("domain.real", "env.world")

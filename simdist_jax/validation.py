@@ -67,6 +67,7 @@ def _int_interval(v: Any) -> bool:
 
 
 INT_INTERVAL = (_int_interval, "an inclusive integer range (lo, hi) with 1 <= lo <= hi")
+PATH_OR_EMPTY = ((lambda v: isinstance(v, str)), "a directory path string ('' = off)")
 
 
 def _one_of(options) -> tuple[Callable[[Any], bool], str]:
@@ -135,6 +136,7 @@ def _text(e: BaseException) -> str:
 def _run(c: _Checks) -> None:
   c.need("run.seed", COUNT)
   c.need("run.log_every_s", POSITIVE)
+  c.need("run.compile_cache_dir", PATH_OR_EMPTY)
 
 
 def _task(c: _Checks) -> Any:

@@ -15,3 +15,7 @@ def add_stage_sections(c: ml_collections.ConfigDict, task: str, preset: str, dim
   c.run = ml_collections.ConfigDict()
   c.run.seed = 0               # root seed; every stage derives its keys from it by role
   c.run.log_every_s = 10.0     # seconds between progress lines on long work
+  # Persistent XLA compilation cache directory ("" = off), e.g. "~/.cache/simdist_jax/xla": programs that took
+  # >= 1 s to compile are stored and reused by later processes (reruns, the next stage with the same shapes).
+  # Changes no result, so it is in no stage's fingerprint.
+  c.run.compile_cache_dir = ""

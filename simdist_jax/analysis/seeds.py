@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
   crit = criteria(rows)
   print()
   for k, val in crit.items():
-    print(f"{k}: {val}")
+    shown = [f"{x:.3g}" for x in val] if isinstance(val, list) else (f"{val:.3g}" if isinstance(val, float) else val)
+    print(f"{k}: {shown}")
   if args.json:
     config_lib.atomic_write_text(args.json, json.dumps({"rows": rows, "criteria": crit}, indent=2))
   return 0

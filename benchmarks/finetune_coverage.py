@@ -40,13 +40,6 @@ from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import model as model_lib
 
 
-def _variant(spec: str) -> tuple[str, list[str]]:
-  name, sep, rest = spec.partition("=")
-  if not sep or not name:
-    raise SystemExit(f"--variant {spec!r}: expected NAME=key=value[,key=value...] (NAME= for no override)")
-  return name, [o for o in rest.split(",") if o]
-
-
 def main() -> None:
   """Parses the flags and prints one row per model."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,8 +53,10 @@ def main() -> None:
   args = ap.parse_args()
   wd = pathlib.Path(args.workdir)
   cfg = config_lib.from_json((wd / "config.json").read_text())
-  variants = [_variant(v) for v in args.variant]
-  cfgs = {name: config_lib.apply_overrides(cfg, ov) for name, ov in variants}  # bad keys fail before any work
+  try:  # a malformed variant or a bad key stops here, before any work
+    cfgs = {name: config_lib.apply_overrides(cfg, ov) for name, ov in map(config_lib.parse_variant, args.variant)}
+  except config_lib.ConfigError as e:
+    raise SystemExit(f"finetune_coverage: {e}") from e
   task = make_task(cfg)
   adir = paths.adapt_dir(wd)
   rounds = [adir / "rounds" / f"round_{j:02d}" for j in range(1, args.round + 1)]

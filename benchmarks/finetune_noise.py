@@ -33,13 +33,6 @@ from simdist_jax.world_model import finetune as ft_lib
 from simdist_jax.world_model import model as model_lib
 
 
-def _variant(spec: str) -> tuple[str, list[str]]:
-  name, sep, rest = spec.partition("=")
-  if not sep or not name:
-    raise SystemExit(f"--variant {spec!r}: expected NAME=key=value[,key=value...] (NAME= for no override)")
-  return name, [o for o in rest.split(",") if o]
-
-
 def soup(models: list, variables0: dict, train: str) -> dict:
   """Uniform average of the models' trainable trees; everything else is `variables0`'s (bitwise)."""
   trainable = [ft_lib.split_params(m["params"], train)[0] for m in models]
@@ -59,7 +52,11 @@ def main() -> None:
   args = ap.parse_args()
   wd, j = pathlib.Path(args.workdir), args.round
   cfg = config_lib.from_json((wd / "config.json").read_text())
-  cfgs = {name: config_lib.apply_overrides(cfg, ov) for name, ov in map(_variant, args.variant or ["default="])}
+  try:  # a malformed variant or a bad key stops here, before any work
+    cfgs = {name: config_lib.apply_overrides(cfg, ov)
+            for name, ov in map(config_lib.parse_variant, args.variant or ["default="])}
+  except config_lib.ConfigError as e:
+    raise SystemExit(f"finetune_noise: {e}") from e
   rounds = paths.adapt_dir(wd) / "rounds"
   if j < 1 or not (rounds / f"round_{j:02d}" / "round.json").exists():
     raise SystemExit(f"--round {j}: {rounds / f'round_{j:02d}' / 'round.json'} not found (a finished round >= 1)")

@@ -163,6 +163,15 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_
   return cfg
 
 
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+  """A named set of overrides from the command line, "NAME=key=value[,key=value...]" ("NAME=" for none), as used by
+  the diagnostics that compare config variants side by side. Returns (NAME, ["key=value", ...])."""
+  name, sep, rest = spec.partition("=")
+  if not sep or not name:
+    raise ConfigError(f"variant {spec!r}: expected NAME=key=value[,key=value...] (NAME= for no override)")
+  return name, [o for o in rest.split(",") if o]
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks a whole config before anything runs.
 

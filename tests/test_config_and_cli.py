@@ -121,3 +121,12 @@ def test_installed_versions_match_pins():
     assert pins[name] == expected[name], f"requirements.txt pins {name}=={pins[name]}"
   drift = {n: (v, metadata.version(n)) for n, v in pins.items() if metadata.version(n) != v}
   assert not drift, f"installed versions drift from requirements.txt pins (pinned, installed): {drift}"
+
+
+def test_parse_variant():
+  assert config_lib.parse_variant("default=") == ("default", [])
+  assert config_lib.parse_variant("mix=adapt.sim_mix=0.25,model.finetune.train=all") == (
+      "mix", ["adapt.sim_mix=0.25", "model.finetune.train=all"])
+  for bad in ("nothing", "=adapt.sim_mix=0.5"):
+    with pytest.raises(config_lib.ConfigError, match="NAME=key=value"):
+      config_lib.parse_variant(bad)

@@ -15,15 +15,14 @@ PRESETS = ("small", "full", "paper")
 
 
 def _full(c: ml_collections.ConfigDict) -> None:
-  """`full`: the result-table preset, `small` with the budgets raised (about 30 min on one core, so six seeds run in
-  about 1.5 hours on the two cores). Each deviation from `small`:"""
+  """`full`: the result-table preset, `small` with the budgets raised (about 35 min on one core, so six seeds run in
+  under two hours on the two cores). Each deviation from `small`:"""
   c.data.num_steps = 2000             # 512k transitions (small: 256k): more windows per pretraining step
   c.model.num_steps = 10_000          # small: 3,000 steps (~1.5 passes), the dynamics stays near persistence
   c.model.lr.decay_steps = 10_000     # the cosine ends with the run
   c.model.checkpoint_every = 2000
-  c.adapt.rounds = 8                  # small: 3. 48 real episodes (4 min; the paper: 15-35 min). 4 rounds left
-                                      # most seeds before their curve rose (gap closed 18 % vs 41 % at 8, 12 rounds
-                                      # no better on average; docs/results.md)
+  c.adapt.rounds = 12                 # small: 3. 72 real episodes (6 min; the paper: 15-35 min). Six seeds at 4 /
+                                      # 8 / 12 rounds closed 18 / 41 / 51 % of the gap (docs/results.md)
   c.adapt.episodes_per_round = 6      # small: 4
   c.adapt.oracle_episodes = 10        # small: 6
   c.adapt.sim_eval_episodes = 30      # small: 16 (every sim episode draws a new domain)

@@ -68,7 +68,7 @@ def main() -> None:
   pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=T)
   env = make_real_env(cfg, "real")
   eps = [e for jj in range(1, j + 1) for e in rec.load_episodes(rounds / f"round_{jj:02d}" / "episodes", dims)[0]]
-  eval_seeds = [seed * 100_000 + 50_000 + i for i in range(int(cfg.adapt.eval_episodes))]
+  eval_seeds = loop.eval_seeds(seed, int(cfg.adapt.eval_episodes))
   print(f"round {j} of {wd}: {len(eps)} real episodes; the run's own round {j} return "
         f"{fileio.read_json(rounds / f'round_{j:02d}' / 'round.json')['real/return_mean']:.1f}", flush=True)
 
@@ -81,8 +81,8 @@ def main() -> None:
     for k in range(args.keys):
       t0 = time.perf_counter()
       new, metrics, _ = loop.finetune_on_episodes(
-          vcfg, prev, v0, eps, H, T, int(vcfg.adapt.finetune_steps), jax.random.PRNGKey(seed + j),
-          jax.random.PRNGKey(seed * 7919 + j + 1000 * k), wd, label=f"{name} key {k}")
+          vcfg, prev, v0, eps, H, T, int(vcfg.adapt.finetune_steps), *loop.round_keys(seed, j, redo=k), wd,
+          label=f"{name} key {k}")
       if float(metrics.get("finetune/nonfinite", 0.0)):
         print(f"{name} key {k}: non-finite finetuning loss, skipped", flush=True)
         continue

@@ -153,6 +153,17 @@ def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
                f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
 
 
+def eval_seeds(seed: int, n: int) -> list[int]:
+  """The episode seeds of every round's evaluation (the first `n`; the sim reference uses more of the same list)."""
+  return [seed * 100_000 + 50_000 + i for i in range(n)]
+
+
+def round_keys(seed: int, j: int, redo: int = 0) -> tuple[jax.Array, jax.Array]:
+  """(data key, finetuning key) of round j; `redo` > 0 gives other finetuning keys for the same round's data
+  (redo 0 is the loop's own, so a diagnostic that redoes the round reproduces it)."""
+  return jax.random.PRNGKey(seed + j), jax.random.PRNGKey(seed * 7919 + j + 1000 * redo)
+
+
 def finetune_on_episodes(cfg, start: Any, variables0: Any, episodes: list[dict], H: int, T: int, num_steps: int,
                          key_data: jax.Array, key_ft: jax.Array, workdir: str | pathlib.Path, sim_windows: Any = None,
                          label: str = "") -> tuple[Any, dict, Any]:
@@ -182,8 +193,8 @@ def _finetune(ctx: dict, j: int, rdir: pathlib.Path, variables: Any) -> tuple[An
   ctx["log"](f"round {j}: finetuning {ctx['train_mode']} for {steps} steps on {len(all_eps)} real episodes "
              f"({rec.total_minutes(all_eps, ctx['ctrl_dt']):.2f} min)")
   new, ft_metrics, ctx["sim_windows"] = finetune_on_episodes(
-      cfg, start, ctx["variables0"], all_eps, ctx["H"], ctx["T"], steps, jax.random.PRNGKey(ctx["seed"] + j),
-      jax.random.PRNGKey(ctx["seed"] * 7919 + j), ctx["workdir"], ctx.get("sim_windows"), label=f"round {j}")
+      cfg, start, ctx["variables0"], all_eps, ctx["H"], ctx["T"], steps, *round_keys(ctx["seed"], j),
+      ctx["workdir"], ctx.get("sim_windows"), label=f"round {j}")
   if float(ft_metrics.get("finetune/nonfinite", 0.0)):
     ctx["log"](f"round {j}: WARNING finetuning hit a non-finite loss; keeping the previous round's model")
     new = variables
@@ -314,8 +325,8 @@ def run_stage(cfg, workdir) -> dict:
          "pcfg": pcfg, "seed": seed, "variables0": variables0, "train_mode": str(cfg.model.finetune.train),
          "real_env": real_env, "sim_env": make_real_env(cfg, "sim"),  # the C twin with sim draws: in-sim reference
          "ctrl_dt": real_env.dt,
-         "eval_seeds": [seed * 100_000 + 50_000 + i for i in range(int(acfg.eval_episodes))],
-         "sim_eval_seeds": [seed * 100_000 + 50_000 + i for i in range(int(acfg.sim_eval_episodes))],
+         "eval_seeds": eval_seeds(seed, int(acfg.eval_episodes)),
+         "sim_eval_seeds": eval_seeds(seed, int(acfg.sim_eval_episodes)),
          "controller": Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
                                   model_horizon=T),
          "log": lambda msg: print(f"[adapt] {msg}", flush=True)}

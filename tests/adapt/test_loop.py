@@ -348,3 +348,15 @@ def test_record_episodes_in_seed_order_into_a_fresh_directory(tmp_path):
   assert [ep["meta"]["seed"] for ep in eps] == [12, 5]
   assert all(len(ep["action"]) == 40 and np.all(ep["action"] == np.float32(0.25)) for ep in eps)
   assert len(rec.load_episodes(tmp_path / "eps", dims)[0]) == 2
+
+
+def test_round_keys_and_eval_seeds_are_the_loops_own():
+  """What the diagnostics redo with: redo 0 is the round's own pair of keys, other redos change only the finetuning
+  key; the evaluation seeds are one list whose prefix the real evaluation uses."""
+  d0, f0 = loop.round_keys(3, 5)
+  d1, f1 = loop.round_keys(3, 5, redo=1)
+  np.testing.assert_array_equal(d0, jax.random.PRNGKey(8))
+  np.testing.assert_array_equal(f0, jax.random.PRNGKey(3 * 7919 + 5))
+  np.testing.assert_array_equal(d1, d0)
+  assert not np.array_equal(f1, f0)
+  assert loop.eval_seeds(2, 3) == [250_000, 250_001, 250_002] and loop.eval_seeds(2, 5)[:3] == loop.eval_seeds(2, 3)

@@ -3,8 +3,9 @@
 Usage:
   python benchmarks/go2_env_throughput.py                    # batches 1, 16, 64 (CPU default)
   python benchmarks/go2_env_throughput.py --batches 1 256 4096 --steps 50 --terrain boxes
-Prints the device, the one-off jit compile time and, per batch size, env steps/s (= batch x control steps
-/ wall time of a jitted `lax.scan` over `--steps` steps, after a warm-up call).
+  python benchmarks/go2_env_throughput.py --batches 32 --terrain flat grid   # plane vs the tile-grid hfield
+Prints the device, the one-off jit compile time and, per terrain and batch size, env steps/s (= batch x
+control steps / wall time of a jitted `lax.scan` over `--steps` steps, after a warm-up call).
 """
 
 from __future__ import annotations
@@ -24,16 +25,25 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
   p.add_argument("--steps", type=int, default=20, help="control steps per timed call")
-  p.add_argument("--terrain", default="flat", help="flat | slope | stairs | boxes | rough")
-  p.add_argument("--difficulty", type=float, default=0.4)
+  p.add_argument("--terrain", nargs="+", default=["flat"],
+                 help="one or more of: grid (the per-episode tile grid), flat, slope, stairs, boxes, rough")
+  p.add_argument("--difficulty", type=float, default=0.4, help="panel terrains only")
   args = p.parse_args()
+  for terrain in args.terrain:
+    _bench(terrain, args)
+
+
+def _bench(terrain: str, args) -> None:
   cfg = load_config("experiments/configs/go2.py:small",
-                    [f"env.terrain={args.terrain}", f"env.terrain_difficulty={args.difficulty}"])
+                    [f"env.terrain={terrain}", f"env.terrain_difficulty={args.difficulty}"])
   task = registry.make_task(cfg)
   env = MjxEnv(task, registry.make_domain(cfg, "sim", task))
   dev = jax.devices()[0]
-  print(f"device: {dev.platform} {dev.device_kind}; terrain {args.terrain} ({len(task.terrain.panels)} panels);"
-        f" {env.n_substeps} substeps/step", flush=True)
+  ter = task.terrain
+  what = (f"hfield {ter.shape[0]} x {ter.shape[1]}, {len(ter.spawns)} tiles" if hasattr(ter, "spawns")
+          else f"{len(ter.panels)} panels")
+  print(f"device: {dev.platform} {dev.device_kind}; terrain {terrain} ({what}); {env.n_substeps} substeps/step",
+        flush=True)
 
   reset = jax.jit(jax.vmap(env.reset))
 

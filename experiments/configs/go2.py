@@ -1,7 +1,7 @@
 """Unitree Go2 locomotion (SimDist's quadruped task), see simdist_jax/envs/go2/ and docs/go2.md.
 
 `get_config("small")`: CPU smoke scale (short episodes, flat ground; the other sections at their `small`
-preset). `get_config("paper")`: SimDist's settings (20 s episodes, rough-terrain difficulty, the official DR).
+preset). `get_config("paper")`: SimDist's settings (20 s episodes, the per-episode tile grid, the official DR).
 Override any leaf from the CLI: `--config.env.terrain=stairs`.
 """
 
@@ -33,9 +33,16 @@ def get_config(preset: str = "small") -> ml_collections.ConfigDict:
   c.env.episode_length = 1000 if paper else 100  # control steps per episode (paper: 20 s)
   c.env.action_scale = 0.25          # PD target = action_scale * a + default pose
   c.env.default_pose = "isaac"       # "isaac" (SimDist default angles) | "home" (Menagerie (0, 0.9, -1.8))
-  c.env.terrain = "boxes" if paper else "flat"  # flat | slope | stairs | boxes | rough (one per env build)
-  c.env.terrain_difficulty = 0.4 if paper else 0.0  # in [0, 1]; official sim eval: boxes at 0.4
-  c.env.terrain_seed = 0             # seed of the random box/tile layout
+  # "grid": the per-episode tile grid (tiles.py; each episode spawns on a tile drawn uniformly over kinds and
+  # levels, as SimDist trains); or one panel terrain for every episode: flat | slope | stairs | boxes | rough
+  c.env.terrain = "grid" if paper else "flat"
+  c.env.terrain_difficulty = 0.4     # panel terrains only, in [0, 1]; official sim eval: boxes at 0.4
+  c.env.terrain_seed = 0             # seed of the random box/tile layout (panels and grid)
+  c.env.grid_kinds = ("flat", "pyramid", "pit", "stairs_up", "stairs_down", "boxes", "rough")  # grid columns
+  c.env.grid_levels = 5              # grid rows: difficulty i / (levels - 1); level 1 of 5: 5.7 deg slopes
+  c.env.grid_tile_size = 8.0         # m, square tiles (IsaacLab/legged_gym: 8 m)
+  c.env.grid_resolution = 0.05       # m per height-field cell (edges become one-cell ramps)
+  c.env.grid_border = 4.0            # m of flat ground around the grid (beyond it there is no ground)
   c.env.command_mode = "random"      # "random" (uniform, resampled) | "walk_straight" (evaluation)
   c.env.cmd_vx = (-0.5, 1.5)         # forward velocity command range [m/s]
   c.env.cmd_vy = (-0.5, 0.5)         # lateral velocity command range [m/s]

@@ -128,9 +128,12 @@ def _leg_xml(leg: str) -> str:
       </body>"""
 
 
-def build_xml(terrain: terrain_lib.Terrain | None = None) -> str:
-  """The Go2 MJCF on `terrain` (default: flat ground)."""
+def build_xml(terrain=None) -> str:
+  """The Go2 MJCF on `terrain` (a Terrain or HeightField; default: flat ground). A HeightField's elevation
+  data is not in the XML: compile with `build_model` (or call `terrain.write_model_data` on the model)."""
   terrain = terrain or terrain_lib.flat()
+  assets = terrain_lib.mjcf_assets(terrain)
+  assets = f"  <asset>\n{assets}\n  </asset>\n" if assets else ""
   legs = "".join(_leg_xml(leg) for leg in LEGS)
   actuators = "\n".join(
       f'    <general name="{j.replace("_joint", "")}" joint="{j}" class="pd"/>' for j in JOINT_NAMES)
@@ -164,7 +167,7 @@ def build_xml(terrain: terrain_lib.Terrain | None = None) -> str:
                forcelimited="true" forcerange="{-TORQUE_LIMIT} {TORQUE_LIMIT}"/>
     </default>
   </default>
-  <worldbody>
+{assets}  <worldbody>
     <light pos="0 0 3" dir="0 0 -1" directional="true"/>
 {terrain_lib.to_mjcf(terrain)}
     <body name="base" pos="0 0 {HOME_HEIGHT}">
@@ -189,7 +192,9 @@ def build_xml(terrain: terrain_lib.Terrain | None = None) -> str:
 """
 
 
-def build_model(terrain: terrain_lib.Terrain | None = None):
-  """Compiled `mujoco.MjModel` of `build_xml(terrain)`."""
+def build_model(terrain=None):
+  """Compiled `mujoco.MjModel` of `build_xml(terrain)`, with a HeightField's elevation data written in."""
   import mujoco  # pylint: disable=import-outside-toplevel
-  return mujoco.MjModel.from_xml_string(build_xml(terrain))
+  m = mujoco.MjModel.from_xml_string(build_xml(terrain))
+  terrain_lib.write_model_data(terrain or terrain_lib.flat(), m)
+  return m

@@ -44,6 +44,7 @@ from simdist_jax.envs.base import Phys, Task
 from simdist_jax.envs.domain import Domain, Params
 from simdist_jax.envs.go2 import model as model_lib
 from simdist_jax.envs.go2 import terrain as terrain_lib
+from simdist_jax.envs.go2 import tiles as tiles_lib
 
 PARAM_NAMES = ("base_mass_offset", "foot_friction", "foot_restitution", "kp_scale", "kd_scale",
                "joint_friction", "obs_noise_scale")
@@ -63,6 +64,8 @@ FEET_HEIGHT_TARGET = 0.09
 FEET_HEIGHT_SIGMA = 0.0225
 MAX_TILT = np.deg2rad(60.0)
 KNEE_RADIUS = 0.0245
+# Spawn: ground sampled on a 10 cm square around each nominal foot (the reset's joint scaling moves a foot ~2 cm)
+SPAWN_FOOT_OFFSETS = np.array([(dx, dy) for dx in (-0.05, 0.0, 0.05) for dy in (-0.05, 0.0, 0.05)], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +75,14 @@ class Go2Config:
   ctrl_dt: float = 0.02
   action_scale: float = 0.25
   default_pose: str = "isaac"          # "isaac" (SimDist) | "home" (Menagerie keyframe (0, 0.9, -1.8))
-  terrain: str = "flat"
+  terrain: str = "flat"                # a panel terrain (terrain.TERRAIN_TYPES) or "grid" (tiles.py)
   terrain_difficulty: float = 0.0
   terrain_seed: int = 0
+  grid_kinds: tuple[str, ...] = tiles_lib.TILE_KINDS
+  grid_levels: int = 5
+  grid_tile_size: float = 8.0
+  grid_resolution: float = 0.05
+  grid_border: float = 4.0
   command_mode: str = "random"         # "random" | "walk_straight"
   cmd_vx: tuple[float, float] = (-0.5, 1.5)
   cmd_vy: tuple[float, float] = (-0.5, 0.5)
@@ -101,6 +109,16 @@ class Go2Config:
           v = tuple(v)
         kw[f.name] = v
     return cls(**kw)
+
+
+def make_terrain(cfg: Go2Config):
+  """The task's terrain from its config: a panel terrain by name, or the per-episode tile grid ("grid")."""
+  if cfg.terrain == "grid":
+    return tiles_lib.grid(cfg.grid_kinds, cfg.grid_levels, cfg.grid_tile_size, cfg.grid_resolution,
+                          cfg.grid_border, cfg.terrain_seed)
+  if cfg.terrain not in terrain_lib.TERRAIN_TYPES:
+    raise ValueError(f"env.terrain must be 'grid' or one of {terrain_lib.TERRAIN_TYPES}, got {cfg.terrain!r}")
+  return terrain_lib.make(cfg.terrain, cfg.terrain_difficulty, cfg.terrain_seed)
 
 
 def restitution_to_dampratio(e: jax.Array) -> jax.Array:
@@ -151,10 +169,10 @@ class Go2(Task):
       raise ValueError(f"reward_scales must have exactly the terms {REWARD_TERMS}, got {sorted(scales)}")
     self.reward_scales = scales
     self.ctrl_dt = float(self.cfg.ctrl_dt)
-    self.terrain = terrain or terrain_lib.make(self.cfg.terrain, self.cfg.terrain_difficulty,
-                                               self.cfg.terrain_seed)
+    self.terrain = terrain or make_terrain(self.cfg)
     self._xml = model_lib.build_xml(self.terrain)
-    m = mujoco.MjModel.from_xml_string(self._xml)
+    self.spawns = jnp.asarray(terrain_lib.spawn_points(self.terrain))  # [N, 2] tile centres (origin: panels)
+    m = self.mj_model()
     name = lambda t, n: mujoco.mj_name2id(m, t, n)  # noqa: E731
     self.base_id = name(mujoco.mjtObj.mjOBJ_BODY, "base")
     self.foot_geom_ids = np.array([name(mujoco.mjtObj.mjOBJ_GEOM, f"{l}_foot") for l in model_lib.LEGS])
@@ -167,7 +185,7 @@ class Go2(Task):
                        f"got {self.cfg.default_pose!r}")
     self.default_q_np = model_lib.DEFAULT_POSES[self.cfg.default_pose]
     self.default_q = jnp.asarray(self.default_q_np, jnp.float32)
-    self.stand_height = self._stand_height(m, self.default_q_np)
+    self.stand_height, self.foot_xy_body = self._stand_height(m, self.default_q_np)
     self.resample_steps = max(1, int(round(self.cfg.command_resample_s / self.ctrl_dt)))
     hx, hy, hz = model_lib.TRUNK_HALF
     corners = [(sx * hx, sy * hy, sz * hz) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
@@ -176,21 +194,24 @@ class Go2(Task):
     self.body_points = np.array(corners, np.float32)  # [9, 3] in the base frame
 
   @staticmethod
-  def _stand_height(m: mujoco.MjModel, pose: np.ndarray) -> float:
-    """Base height above flat ground at joint pose `pose` with the lowest foot touching."""
+  def _stand_height(m: mujoco.MjModel, pose: np.ndarray) -> tuple[float, np.ndarray]:
+    """Base height above flat ground at joint pose `pose` with the lowest foot touching, and the feet's xy in
+    the base frame [4, 2]."""
     d = mujoco.MjData(m)
     d.qpos[:] = 0.0
     d.qpos[3] = 1.0
     d.qpos[7:] = pose
     mujoco.mj_kinematics(m, d)
-    foot_z = min(d.site_xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, f"{l}_foot")][2]
-                 for l in model_lib.LEGS)
-    return float(-foot_z + model_lib.FOOT_RADIUS)
+    feet = np.array([d.site_xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, f"{l}_foot")]
+                     for l in model_lib.LEGS])
+    return float(-feet[:, 2].min() + model_lib.FOOT_RADIUS), feet[:, :2].astype(np.float32)
 
   # ---- Task API -------------------------------------------------------------------------------------
   def mj_model(self) -> mujoco.MjModel:
-    """The Go2 MuJoCo model on this task's terrain (from the built XML)."""
-    return mujoco.MjModel.from_xml_string(self._xml)
+    """The Go2 MuJoCo model on this task's terrain (from the built XML, height-field data written in)."""
+    m = mujoco.MjModel.from_xml_string(self._xml)
+    terrain_lib.write_model_data(self.terrain, m)
+    return m
 
   @property
   def dims(self) -> dict:
@@ -250,15 +271,24 @@ class Go2(Task):
     return jnp.stack([jnp.float32(c.walk_speed), vy, wz]).astype(jnp.float32)
 
   def initial_state(self, key: jax.Array, params: Params):
-    """Random yaw and xy, default pose x joint_reset_scale, standing on the terrain; the first command in task_info."""
+    """A spawn tile drawn uniformly (task_info["tile"]; the origin on panel terrains), random yaw and xy offset,
+    default pose x joint_reset_scale, standing on the terrain; the first command in task_info."""
     del params
     c = self.cfg
     k_xy, k_yaw, k_q, k_cmd = jax.random.split(key, 4)
-    xy = jax.random.uniform(k_xy, (2,), minval=-c.init_xy_range, maxval=c.init_xy_range)
+    k_tile = jax.random.fold_in(key, 0x711E)  # a fifth stream that leaves the four above as before
+    tile = jax.random.randint(k_tile, (), 0, self.spawns.shape[0])
+    xy = self.spawns[tile] + jax.random.uniform(k_xy, (2,), minval=-c.init_xy_range, maxval=c.init_xy_range)
     yaw = jax.random.uniform(k_yaw, (), minval=-c.init_yaw_range, maxval=c.init_yaw_range)
     q = self.default_q * jax.random.uniform(k_q, (12,), minval=c.joint_reset_scale[0],
                                        maxval=c.joint_reset_scale[1])
-    z = terrain_lib.height(self.terrain, xy) + self.stand_height + 0.02
+    # the highest ground under the base and the four feet (spawning off a pad, no foot starts inside a step)
+    c_y, s_y = jnp.cos(yaw), jnp.sin(yaw)
+    fb = jnp.asarray(self.foot_xy_body)
+    fb = (fb[:, None, :] + jnp.asarray(SPAWN_FOOT_OFFSETS)[None]).reshape(-1, 2)  # a 10 cm square per foot
+    feet = xy + jnp.stack([c_y * fb[:, 0] - s_y * fb[:, 1], s_y * fb[:, 0] + c_y * fb[:, 1]], -1)
+    ground = jnp.max(terrain_lib.height(self.terrain, jnp.concatenate([xy[None], feet])))
+    z = ground + self.stand_height + 0.02
     quat = jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
     qpos = jnp.concatenate([xy, z[None], quat, q]).astype(jnp.float32)
     qvel = jnp.zeros(18, jnp.float32)
@@ -267,7 +297,8 @@ class Go2(Task):
       command = self._walk_straight_command(qpos, ref)
     else:
       command = self._sample_command(k_cmd)
-    return qpos, qvel, {"t": jnp.zeros((), jnp.int32), "command": command, "ref": ref}
+    return qpos, qvel, {"t": jnp.zeros((), jnp.int32), "command": command, "ref": ref,
+                        "tile": tile.astype(jnp.int32)}
 
   def advance_info(self, task_info: dict, key: jax.Array, phys: Phys) -> dict:
     """Step counter `t` + 1; the command follows walk_straight's P-laws or is resampled every `resample_steps`."""
@@ -276,7 +307,7 @@ class Go2(Task):
       command = self._walk_straight_command(phys["qpos"], task_info["ref"])
     else:
       command = jnp.where(t % self.resample_steps == 0, self._sample_command(key), task_info["command"])
-    return {"t": t, "command": command, "ref": task_info["ref"]}
+    return dict(task_info, t=t, command=command)
 
   def action_to_ctrl(self, action: jax.Array, phys: Phys, params: Params) -> jax.Array:
     """PD targets: `action_scale * action + default pose`."""

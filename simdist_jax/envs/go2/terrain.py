@@ -16,6 +16,12 @@ expressed as descending stairs from a raised plateau); one terrain per model (MJ
 so the terrain mix of SimDist is obtained by building one env per terrain type/difficulty, not per episode.
 MJX cost grows with the number of panels (4 feet x panels sphere-box pairs per physics step).
 
+A `HeightField` is the other terrain kind: heights on a regular grid, written to MJCF as one MuJoCo hfield
+geom and interpolated exactly as MuJoCo and MJX triangulate it (each cell split along the diagonal from its
+(x0, y0) corner to its (x1, y1) corner), so `height` is again the collision geometry itself. It is what the
+per-episode tile grid of `tiles.py` builds (one static MJX model holding every tile; MJX collides each foot
+with the few cells under it, so the cost does not grow with the number of tiles).
+
 Generators (difficulty d in [0, 1], SimDist/IsaacLab ranges scaled by d):
   flat, slope (pyramid: up-ramp, plateau, down-ramp, slope 0.4 d), stairs (pyramid stairs, step 0.05 +
   0.18 d m), boxes (random boxes 0.025 + 0.075 d m on a 0.45 m grid), rough (random tiles 0.01 + 0.05 d m
@@ -75,9 +81,78 @@ class Terrain:
     return {c: np.array([getattr(p, c) for p in self.panels], np.float32) for c in cols}
 
 
-def height(terrain: Terrain, xy: jax.Array) -> jax.Array:
+@dataclasses.dataclass(frozen=True, eq=False)
+class HeightField:
+  """Ground heights on a grid: `heights[r, c]` [m] at x = x0 + c * cell, y = y0 + r * cell (row = y).
+
+  `spawns` [N, 2]: episode spawn points (tile centres) and `spawn_labels` (one name per spawn, e.g.
+  "stairs_up/2"); `base` [m]: the hfield's solid thickness below its lowest point (MuJoCo's size[3]).
+  Outside the grid there is no ground (a robot that walks off falls and its episode terminates).
+  """
+
+  name: str
+  heights: np.ndarray
+  cell: float
+  x0: float
+  y0: float
+  spawns: np.ndarray
+  spawn_labels: tuple[str, ...]
+  base: float = 0.1
+
+  def __post_init__(self):
+    h = np.asarray(self.heights)
+    if h.ndim != 2 or min(h.shape) < 2:
+      raise ValueError(f"height field '{self.name}': heights must be [nrow >= 2, ncol >= 2], got {h.shape}")
+    if not np.all(np.isfinite(h)):
+      raise ValueError(f"height field '{self.name}': heights contain non-finite values")
+    if not self.cell > 0.0:
+      raise ValueError(f"height field '{self.name}': cell must be > 0, got {self.cell}")
+    sp = np.asarray(self.spawns)
+    if sp.ndim != 2 or sp.shape[1] != 2 or len(sp) != len(self.spawn_labels) or len(sp) == 0:
+      raise ValueError(f"height field '{self.name}': spawns must be [N >= 1, 2] with one label each, got "
+                       f"{sp.shape} and {len(self.spawn_labels)} labels")
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    """(nrow, ncol)."""
+    return tuple(np.shape(self.heights))
+
+  @property
+  def extent(self) -> tuple[float, float, float, float]:
+    """(x_min, x_max, y_min, y_max) of the grid [m]."""
+    nrow, ncol = self.shape
+    return (self.x0, self.x0 + (ncol - 1) * self.cell, self.y0, self.y0 + (nrow - 1) * self.cell)
+
+
+def spawn_points(terrain) -> np.ndarray:
+  """Episode spawn points [N, 2]: the tile centres of a HeightField, the origin (spawn pad) of a Terrain."""
+  if isinstance(terrain, HeightField):
+    return np.asarray(terrain.spawns, np.float32)
+  return np.zeros((1, 2), np.float32)
+
+
+def _field_height(xp, heights, cell, x0, y0, xy):
+  """Triangulated height-field interpolation (numpy or jax.numpy `xp`); see the module docstring."""
+  nrow, ncol = heights.shape
+  fx = (xy[..., 0] - x0) / cell
+  fy = (xy[..., 1] - y0) / cell
+  ci = xp.clip(xp.floor(fx), 0, ncol - 2).astype(np.int32)
+  ri = xp.clip(xp.floor(fy), 0, nrow - 2).astype(np.int32)
+  u = xp.clip(fx - ci, 0.0, 1.0)
+  v = xp.clip(fy - ri, 0.0, 1.0)
+  h00, h10 = heights[ri, ci], heights[ri, ci + 1]          # h10: one cell along +x
+  h01, h11 = heights[ri + 1, ci], heights[ri + 1, ci + 1]  # h01: one cell along +y
+  upper = h00 + v * (h01 - h00) + u * (h11 - h01)          # triangle (0,0) (1,1) (0,1)
+  lower = h00 + u * (h10 - h00) + v * (h11 - h10)          # triangle (0,0) (1,0) (1,1)
+  return xp.where(v > u, upper, lower)
+
+
+def height(terrain, xy: jax.Array) -> jax.Array:
   """Ground height at points `xy` [..., 2] -> [...] (pure jnp; terrain is a static constant)."""
   xy = jnp.asarray(xy)
+  if isinstance(terrain, HeightField):
+    hf = jnp.asarray(terrain.heights, jnp.float32)
+    return _field_height(jnp, hf, terrain.cell, terrain.x0, terrain.y0, xy).astype(xy.dtype)
   if not terrain.panels:
     return jnp.zeros(xy.shape[:-1], xy.dtype)
   a = {k: jnp.asarray(v) for k, v in terrain.arrays().items()}
@@ -89,9 +164,11 @@ def height(terrain: Terrain, xy: jax.Array) -> jax.Array:
   return jnp.maximum(jnp.max(top, axis=-1), 0.0).astype(xy.dtype)
 
 
-def height_np(terrain: Terrain, xy) -> np.ndarray:
+def height_np(terrain, xy) -> np.ndarray:
   """Numpy version of `height` (host-side, for hand checks and spawn placement)."""
   xy = np.asarray(xy, np.float64)
+  if isinstance(terrain, HeightField):
+    return _field_height(np, np.asarray(terrain.heights, np.float64), terrain.cell, terrain.x0, terrain.y0, xy)
   out = np.zeros(xy.shape[:-1])
   for p in terrain.panels:
     x, y = xy[..., 0], xy[..., 1]
@@ -101,8 +178,43 @@ def height_np(terrain: Terrain, xy) -> np.ndarray:
   return out
 
 
-def to_mjcf(terrain: Terrain) -> str:
+def _field_layout(hf: HeightField) -> dict:
+  """MuJoCo hfield numbers: size (rx, ry, z range, base), geom centre, normalized data [nrow, ncol]."""
+  nrow, ncol = hf.shape
+  h = np.asarray(hf.heights, np.float64)
+  zmin, zrange = float(h.min()), float(np.ptp(h))
+  zrange = zrange if zrange > 1e-9 else 1.0
+  rx, ry = 0.5 * hf.cell * (ncol - 1), 0.5 * hf.cell * (nrow - 1)
+  return {"nrow": nrow, "ncol": ncol, "size": (rx, ry, zrange, hf.base), "pos": (hf.x0 + rx, hf.y0 + ry, zmin),
+          "data": ((h - zmin) / zrange).astype(np.float32)}
+
+
+def mjcf_assets(terrain) -> str:
+  """MJCF `<asset>` lines the terrain needs (a HeightField's hfield; none for panels)."""
+  if not isinstance(terrain, HeightField):
+    return ""
+  lay = _field_layout(terrain)
+  size = " ".join(f"{v:.9g}" for v in lay["size"])
+  return f'    <hfield name="terrain" nrow="{lay["nrow"]}" ncol="{lay["ncol"]}" size="{size}"/>'
+
+
+def write_model_data(terrain, model) -> None:
+  """Writes a HeightField's elevation data into a compiled `mujoco.MjModel` (no-op for panel terrains).
+  Every model built from `to_mjcf`'s XML must go through this (the XML carries no elevation values)."""
+  if not isinstance(terrain, HeightField):
+    return
+  lay = _field_layout(terrain)
+  if model.nhfield != 1 or model.hfield_nrow[0] != lay["nrow"] or model.hfield_ncol[0] != lay["ncol"]:
+    raise ValueError(f"model has no {lay['nrow']} x {lay['ncol']} hfield for terrain '{terrain.name}' "
+                     f"(was it built from this terrain's MJCF?)")
+  model.hfield_data[:] = lay["data"].reshape(-1)
+
+
+def to_mjcf(terrain) -> str:
   """MJCF `<geom>` lines (inside `<worldbody>`, class `terrain`)."""
+  if isinstance(terrain, HeightField):
+    pos = " ".join(f"{v:.9g}" for v in _field_layout(terrain)["pos"])
+    return f'    <geom name="floor" class="terrain" type="hfield" hfield="terrain" pos="{pos}"/>'
   pf = f' friction="{terrain.plane_friction} 0.005 0.0001"' if terrain.plane_friction is not None else ""
   lines = [f'    <geom name="floor" class="terrain" type="plane" size="0 0 0.05"{pf}/>']
   for i, p in enumerate(terrain.panels):
@@ -196,7 +308,7 @@ def rough(difficulty: float, seed: int = 0, n: int = 10, cell: float = 0.3) -> T
 
 
 def make(kind: str, difficulty: float = 0.0, seed: int = 0) -> Terrain:
-  """Terrain by name (see TERRAIN_TYPES)."""
+  """Panel terrain by name (see TERRAIN_TYPES; the per-episode tile grid is `tiles.grid`)."""
   if kind == "flat":
     return flat()
   if kind == "slope":
@@ -227,7 +339,7 @@ def scan_points_body() -> np.ndarray:
   return np.stack([gx, gy], -1).astype(np.float32)
 
 
-def height_scan(terrain: Terrain, base_pos: jax.Array, yaw: jax.Array) -> jax.Array:
+def height_scan(terrain, base_pos: jax.Array, yaw: jax.Array) -> jax.Array:
   """Height scan [21, 15] (row: forward, column: lateral, left positive) = clip(base_z - h - 0.3, +-2)."""
   pts = jnp.asarray(scan_points_body())
   c, s = jnp.cos(yaw), jnp.sin(yaw)

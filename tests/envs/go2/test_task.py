@@ -65,7 +65,7 @@ def test_registered_dims_and_config(cfg, task):
                        "privileged": 380}
   assert cfg.env.ctrl_dt == 0.02 and task.mj_model().opt.timestep == 0.005
   paper = load_config("experiments/configs/go2.py:paper")
-  assert paper.env.episode_length == 1000 and paper.env.terrain == "boxes"
+  assert paper.env.episode_length == 1000 and paper.env.terrain == "grid"
   for c in (cfg, paper):
     assert set(c.keys()) >= {"task", "preset", "env", "domain", "expert", "data", "model", "planner", "adapt",
                              "run"}

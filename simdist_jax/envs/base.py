@@ -55,8 +55,13 @@ class Task(abc.ABC):
     """New values for `domain_fields` given nominal field values and episode params."""
 
   @abc.abstractmethod
-  def initial_state(self, key: jax.Array, params: Params) -> tuple[jax.Array, jax.Array, dict]:
-    """(qpos, qvel, task_info) at episode start. task_info: dict of arrays (e.g. commands)."""
+  def initial_state(self, key: jax.Array, params: Params,
+                    previous: dict | None = None) -> tuple[jax.Array, jax.Array, dict]:
+    """(qpos, qvel, task_info) at episode start. task_info: dict of arrays (e.g. commands).
+
+    previous: how this env's previous episode ended, {"task": its last task_info, "qpos": its last qpos},
+    passed by a training auto-reset that runs a curriculum (`wrap_for_training(..., curriculum=True)`);
+    None otherwise. Tasks without a curriculum ignore it."""
 
   def validate_domain(self, domain: Domain) -> None:
     """Raises ValueError when a domain's ranges are invalid for this task. Default: names must match."""
@@ -112,11 +117,12 @@ class Task(abc.ABC):
     return state_obs[..., :p], state_obs[..., p:p + e], state_obs[..., p + e:]
 
 
-def episode_start(task: Task, domain: Domain, key: jax.Array):
-  """Shared episode initialisation for both backends: (params, qpos, qvel, task_info, rng)."""
+def episode_start(task: Task, domain: Domain, key: jax.Array, previous: dict | None = None):
+  """Shared episode initialisation for both backends: (params, qpos, qvel, task_info, rng). `previous`: see
+  `Task.initial_state`."""
   key_domain, key_init, key_rng = jax.random.split(key, 3)
   params = domain.sample(key_domain)
-  qpos, qvel, task_info = task.initial_state(key_init, params)
+  qpos, qvel, task_info = task.initial_state(key_init, params, previous)
   return params, qpos, qvel, task_info, key_rng
 
 
@@ -194,9 +200,10 @@ class MjxEnv(Env):
     updates = self.task.domain_updates(nominal, params)
     return self._model.replace(**updates)
 
-  def reset(self, rng: jax.Array) -> State:
-    """Starts an episode: samples its domain and initial state, returns the first State (zero reward and metrics)."""
-    params, qpos, qvel, task_info, key_rng = episode_start(self.task, self.domain, rng)
+  def reset(self, rng: jax.Array, previous: dict | None = None) -> State:
+    """Starts an episode: samples its domain and initial state, returns the first State (zero reward and metrics).
+    `previous`: how this env's last episode ended (curricula, see `Task.initial_state`)."""
+    params, qpos, qvel, task_info, key_rng = episode_start(self.task, self.domain, rng, previous)
     model = self.model_for(params)
     data = mjx.make_data(model)
     data = data.replace(qpos=qpos, qvel=qvel, ctrl=jnp.zeros(model.nu))

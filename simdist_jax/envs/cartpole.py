@@ -153,9 +153,10 @@ class CartPole(Task):
     return {"body_mass": body_mass, "body_ipos": body_ipos, "body_inertia": body_inertia,
             "dof_damping": dof_damping, "dof_frictionloss": dof_frictionloss, "actuator_gainprm": gainprm}
 
-  def initial_state(self, key: jax.Array, params: Params):
-    """Pole hanging down (theta = pi) at the rail centre, spread and noise as set in `__init__`; task_info {"t": 0}."""
-    del params
+  def initial_state(self, key: jax.Array, params: Params, previous: dict | None = None):
+    """Pole hanging down (theta = pi) at the rail centre, spread and noise as set in `__init__`; task_info {"t": 0}.
+    No curriculum: `previous` is ignored."""
+    del params, previous
     k1, k2, k3 = jax.random.split(key, 3)
     spread = jnp.array([self.init_cart_range, self.init_angle_range])
     qpos = (jnp.array([0.0, jnp.pi]) + spread * jax.random.uniform(k3, (2,), minval=-1.0, maxval=1.0)

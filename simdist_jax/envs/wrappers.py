@@ -4,6 +4,9 @@ brax's `AutoResetWrapper` restores the episode's cached first state and keeps `i
 would be drawn once per env for the whole run. `DomainAutoResetWrapper` instead runs a full `reset` with a
 fresh key for every env that is done (computed for the whole batch, selected with `where`), replacing the
 physics state, the observation and the env-owned `info` entries (`domain`, `task`, `rng`).
+With `curriculum=True` (PPO experts) that reset also gets how the env's episode ended
+(`previous = {"task": last task_info, "qpos": last qpos}`, see `Task.initial_state`), so a task can move the
+env along a curriculum (Go2's tile grid: a difficulty level up or down); data generation keeps it off.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ _WRAPPER_INFO = frozenset({"steps", "truncation", "episode_done", "episode_metri
 
 
 class DomainAutoResetWrapper(Wrapper):
-  """Batched auto-reset with a fresh key (hence a fresh domain and initial state) per finished episode."""
+  """Batched auto-reset with a fresh key (hence a fresh domain and initial state) per finished episode.
+  `curriculum`: pass each ended episode to the reset (module docstring)."""
+
+  def __init__(self, env: Env, curriculum: bool = False):
+    super().__init__(env)
+    self.curriculum = bool(curriculum)
 
   def reset(self, rng: jax.Array) -> State:
     """Batched reset; also stores a per-env key stream (`info["reset_rng"]`) for the later auto-resets."""
@@ -39,7 +47,11 @@ class DomainAutoResetWrapper(Wrapper):
     next_rng, reset_keys = keys[:, 0], keys[:, 1]
 
     def reset_done(state: State) -> State:
-      fresh = self.env.reset(reset_keys)
+      if self.curriculum:   # the unwrapped env's reset, vmapped, with each env's ended episode
+        previous = {"task": state.info["task"], "qpos": state.pipeline_state.qpos}
+        fresh = jax.vmap(self.env.unwrapped.reset)(reset_keys, previous)
+      else:
+        fresh = self.env.reset(reset_keys)
       done = state.done
 
       def where_done(new, old):
@@ -62,8 +74,8 @@ class DomainAutoResetWrapper(Wrapper):
 
 
 def wrap_for_training(env: Env, episode_length: int = 1000, action_repeat: int = 1,
-                      randomization_fn=None) -> Wrapper:
-  """`wrap_env_fn` for `brax.training.agents.ppo.train`: Vmap -> Episode -> DomainAutoReset.
+                      randomization_fn=None, curriculum: bool = False) -> Wrapper:
+  """`wrap_env_fn` for `brax.training.agents.ppo.train`: Vmap -> Episode -> DomainAutoReset(curriculum).
 
   Domain randomization is the env's own (per episode), so `randomization_fn` must be None.
   """
@@ -71,4 +83,4 @@ def wrap_for_training(env: Env, episode_length: int = 1000, action_repeat: int =
     raise ValueError("simdist_jax envs randomize their domain per episode; randomization_fn must be None")
   env = VmapWrapper(env)
   env = EpisodeWrapper(env, episode_length, action_repeat)
-  return DomainAutoResetWrapper(env)
+  return DomainAutoResetWrapper(env, curriculum=curriculum)

@@ -198,7 +198,8 @@ def ppo_kwargs(cfg: Any) -> dict:
       ckpt.make_networks, policy_hidden=tuple(e.policy_hidden), value_hidden=tuple(e.value_hidden),
       activation=str(e.activation), distribution_type=str(e.distribution_type))
   return dict(
-      episode_length=int(cfg.env.episode_length), wrap_env_fn=wrap_for_training,
+      episode_length=int(cfg.env.episode_length),
+      wrap_env_fn=functools.partial(wrap_for_training, curriculum=bool(e.curriculum)),
       num_envs=int(e.num_envs), unroll_length=int(e.unroll_length),
       batch_size=int(e.num_envs) // int(e.num_minibatches), num_minibatches=int(e.num_minibatches),
       num_updates_per_batch=int(e.num_updates_per_batch), learning_rate=float(e.learning_rate),

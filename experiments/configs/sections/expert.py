@@ -44,6 +44,11 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.distribution_type = "tanh_normal"
   # Running mean/std normalization of observations (kept with every checkpoint, applied inside the loaders).
   c.normalize_observations = True
+  # Curriculum: every PPO auto-reset passes the ended episode to the task, which may move the env along a
+  # curriculum (Go2's tile grid: one difficulty level up after walking half a tile, down after covering less
+  # than half the commanded distance, as legged_gym / IsaacLab); tasks without one ignore it. Data generation
+  # never uses it (levels uniform, as the official code).
+  c.curriculum = paper
   # --- PPO (brax ppo.train arguments) ---
   # Parallel environments (paper 4096).
   c.num_envs = 4096 if paper else 256

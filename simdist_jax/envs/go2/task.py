@@ -270,14 +270,34 @@ class Go2(Task):
     wz = jnp.clip(-c.walk_gain * dyaw, c.cmd_wz[0], c.cmd_wz[1])
     return jnp.stack([jnp.float32(c.walk_speed), vy, wz]).astype(jnp.float32)
 
-  def initial_state(self, key: jax.Array, params: Params):
-    """A spawn tile drawn uniformly (task_info["tile"]; the origin on panel terrains), random yaw and xy offset,
-    default pose x joint_reset_scale, standing on the terrain; the first command in task_info."""
+  def next_tile(self, key: jax.Array, previous: dict) -> jax.Array:
+    """The tile-grid curriculum (legged_gym / IsaacLab rule): the env keeps its tile kind; its level goes up
+    by one if the ended episode walked more than half a tile from its spawn point, down by one if it covered
+    less than half the distance its last command asked for over the episode's duration (and did not go up);
+    a level pushed past the top is redrawn uniformly (solved envs keep visiting every level)."""
+    n_kinds, levels = len(self.cfg.grid_kinds), int(self.cfg.grid_levels)
+    prev = previous["task"]
+    kind, level = prev["tile"] % n_kinds, prev["tile"] // n_kinds
+    walked = jnp.linalg.norm(previous["qpos"][:2] - prev["ref"][:2])
+    asked = jnp.linalg.norm(prev["command"][:2]) * prev["t"] * self.ctrl_dt
+    up = walked > 0.5 * self.cfg.grid_tile_size
+    down = (walked < 0.5 * asked) & ~up
+    level = level + up.astype(jnp.int32) - down.astype(jnp.int32)
+    level = jnp.where(level >= levels, jax.random.randint(key, (), 0, levels), jnp.maximum(level, 0))
+    return (level * n_kinds + kind).astype(jnp.int32)
+
+  def initial_state(self, key: jax.Array, params: Params, previous: dict | None = None):
+    """A spawn tile (task_info["tile"]; the origin on panel terrains): drawn uniformly, or by the curriculum
+    `next_tile` when `previous` (the env's ended episode) is given on the tile grid; random yaw and xy
+    offset, default pose x joint_reset_scale, standing on the terrain; the first command in task_info."""
     del params
     c = self.cfg
     k_xy, k_yaw, k_q, k_cmd = jax.random.split(key, 4)
     k_tile = jax.random.fold_in(key, 0x711E)  # a fifth stream that leaves the four above as before
-    tile = jax.random.randint(k_tile, (), 0, self.spawns.shape[0])
+    if previous is not None and c.terrain == "grid":
+      tile = self.next_tile(k_tile, previous)
+    else:
+      tile = jax.random.randint(k_tile, (), 0, self.spawns.shape[0])
     xy = self.spawns[tile] + jax.random.uniform(k_xy, (2,), minval=-c.init_xy_range, maxval=c.init_xy_range)
     yaw = jax.random.uniform(k_yaw, (), minval=-c.init_yaw_range, maxval=c.init_yaw_range)
     q = self.default_q * jax.random.uniform(k_q, (12,), minval=c.joint_reset_scale[0],

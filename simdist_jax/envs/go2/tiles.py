@@ -4,8 +4,8 @@ SimDist (IsaacLab's terrain generator, as legged_gym) trains on a grid of terrai
 on one tile. Here the whole grid is ONE MuJoCo hfield (`terrain.HeightField`), so the MJX contact set is static
 (4 feet x 1 hfield) and its cost does not grow with the number of tiles; `terrain.height` interpolates it
 exactly as the collision code does, so the height scan, foot heights and termination checks are right on every
-tile. Each episode draws a spawn tile (`Go2.initial_state`: uniform over all tiles and levels, as the official
-data generation does; a PPO difficulty curriculum is not implemented yet).
+tile. Each episode draws a spawn tile (`Go2.initial_state`): uniformly over all tiles and levels, as the official
+data generation does, or during PPO by the difficulty curriculum `Go2.next_tile` (`expert.curriculum`).
 
 Layout: column j = kind `kinds[j]`, row i = level i (difficulty d_i = i / (levels - 1), or 0 with one level);
 tile (i, j) is a `tile_size` square centred at (j * tile_size, i * tile_size) with its spawn point at the

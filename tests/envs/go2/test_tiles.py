@@ -132,3 +132,34 @@ def test_bad_layouts_and_models_name_the_key():
     terrain.write_model_data(hf, model_lib.build_model(terrain.flat()))
   with pytest.raises(ValueError, match="non-finite"):
     terrain.HeightField("x", np.array([[0.0, np.nan], [0.0, 0.0]]), 1.0, 0.0, 0.0, np.zeros((1, 2)), ("c",))
+
+
+def test_curriculum_moves_the_level_by_the_distance_walked():
+  cfg = Go2Config(terrain="grid", grid_kinds=("flat", "stairs_up", "boxes"), grid_levels=4, grid_tile_size=6.0,
+                  grid_border=1.0)
+  task = Go2(cfg)
+  kinds = len(cfg.grid_kinds)
+
+  def nxt(tile, walked, vx=1.0, steps=250, key=0):
+    ref = np.concatenate([np.asarray(task.spawns[tile]), [0.3]]).astype(np.float32)
+    qpos = np.zeros(19, np.float32)
+    qpos[:2] = ref[:2] + [walked * 0.6, walked * 0.8]
+    prev = {"task": {"tile": jnp.int32(tile), "ref": jnp.asarray(ref), "t": jnp.int32(steps),
+                     "command": jnp.array([vx, 0.0, 0.2])}, "qpos": jnp.asarray(qpos)}
+    return int(task.next_tile(jax.random.PRNGKey(key), prev))
+
+  stairs_1 = 1 * kinds + 1
+  assert nxt(stairs_1, walked=3.5) == 2 * kinds + 1      # > half a tile (3 m): up one level, same kind
+  assert nxt(stairs_1, walked=2.0) == 0 * kinds + 1      # asked 1 m/s x 5 s = 5 m, walked < 2.5 m: down
+  assert nxt(stairs_1, walked=2.6) == stairs_1           # neither: stay
+  assert nxt(stairs_1, walked=0.0, vx=0.0) == stairs_1   # standing command: asked 0 m, stays
+  assert nxt(0 * kinds + 2, walked=0.1) == 0 * kinds + 2  # level 0 cannot go down
+  top = [nxt(3 * kinds + 1, walked=4.0, key=k) for k in range(40)]   # past the top: a random level, same kind
+  assert all(t % kinds == 1 for t in top) and len({t // kinds for t in top}) >= 3
+  # with `previous`, initial_state spawns on the curriculum's tile
+  prev = {"task": {"tile": jnp.int32(stairs_1), "ref": jnp.asarray([*np.asarray(task.spawns[stairs_1]), 0.0]),
+                   "t": jnp.int32(250), "command": jnp.array([1.0, 0.0, 0.0])},
+          "qpos": jnp.zeros(19).at[:2].set(task.spawns[stairs_1] + 3.5)}
+  qpos, _, info = task.initial_state(jax.random.PRNGKey(1), None, prev)
+  assert int(info["tile"]) == 2 * kinds + 1
+  np.testing.assert_allclose(np.asarray(qpos[:2]), np.asarray(task.spawns[2 * kinds + 1]), atol=1e-6)

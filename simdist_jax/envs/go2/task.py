@@ -83,6 +83,8 @@ class Go2Config:
   grid_tile_size: float = 8.0
   grid_resolution: float = 0.05
   grid_border: float = 4.0
+  world: str | None = "slippery_slope"  # the shifted world whose fixed values domain.real must hold (worlds.py);
+                                       # None: a task built for one World object (worlds.world_task), no check
   command_mode: str = "random"         # "random" | "walk_straight"
   cmd_vx: tuple[float, float] = (-0.5, 1.5)
   cmd_vy: tuple[float, float] = (-0.5, 0.5)
@@ -162,6 +164,9 @@ class Go2(Task):
 
   def __init__(self, cfg: Go2Config | None = None, terrain: terrain_lib.Terrain | None = None):
     self.cfg = cfg or Go2Config()
+    from simdist_jax.envs.go2 import worlds  # pylint: disable=import-outside-toplevel  (worlds imports this module)
+    if self.cfg.world is not None and self.cfg.world not in worlds.WORLDS:
+      raise ValueError(f"env.world must be one of {sorted(worlds.WORLDS)}, got {self.cfg.world!r}")
     if self.cfg.command_mode not in ("random", "walk_straight"):
       raise ValueError(f"command_mode must be 'random' or 'walk_straight', got {self.cfg.command_mode!r}")
     scales = dict(self.cfg.reward_scales)
@@ -220,8 +225,19 @@ class Go2(Task):
             "command": 3, "privileged": 35 + 3 + 12 + 4 + 4 + len(PARAM_NAMES) + 315}
 
   def validate_domain(self, domain: Domain) -> None:
-    """Also needs joint/foot friction, kp/kd_scale > 0, restitution in [0, 1), noise >= 0, trunk mass > 1 kg."""
+    """Also needs joint/foot friction, kp/kd_scale > 0, restitution in [0, 1), noise >= 0, trunk mass > 1 kg;
+    the `real` domain must hold exactly the fixed values of `env.world` (else a world override would run the
+    twin with another world's parameters)."""
     super().validate_domain(domain)
+    if domain.name == "real" and self.cfg.world is not None:
+      from simdist_jax.envs.go2 import worlds  # pylint: disable=import-outside-toplevel
+      want = worlds.WORLDS[self.cfg.world].domain_dict()
+      bad = {n: (lo, hi) for n, lo, hi in domain.ranges
+             if not (abs(lo - want[n]) <= 1e-9 and abs(hi - want[n]) <= 1e-9)}
+      if bad:
+        raise ValueError(f"domain 'real' does not hold env.world={self.cfg.world!r}'s fixed values: "
+                         + ", ".join(f"{n} is {v} (world: {want[n]})" for n, v in bad.items())
+                         + "; add " + " ".join(f"--config.domain.real.{n}={want[n]}" for n in bad))
     lo = {n: l for n, l, _ in domain.ranges}
     hi = {n: h for n, _, h in domain.ranges}
     if lo["joint_friction"] <= 0.0:

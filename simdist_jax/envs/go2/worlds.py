@@ -134,7 +134,7 @@ def world_task(world: World, env_cfg, speed: float) -> Go2:
   """The Go2 task on the world's terrain, walking straight at `speed` from the origin facing +x."""
   base = Go2Config.from_env_cfg(env_cfg) if env_cfg is not None else Go2Config()
   cfg = dataclasses.replace(base, command_mode="walk_straight", walk_speed=float(speed), init_yaw_range=0.0,
-                            init_xy_range=0.0)
+                            init_xy_range=0.0, world=None)  # terrain and domain come from `world` itself
   return Go2(cfg, terrain=world.terrain)
 
 

@@ -24,7 +24,7 @@ def test_world_domains_differ_from_sim_nominal_in_exactly_the_intended_parameter
   assert worlds.WORLDS["slippery_slope"].domain_dict()["foot_friction"] < 0.2  # below the sim DR range
   for w in worlds.WORLDS.values():
     assert tuple(w.real_domain().names) == PARAM_NAMES
-    Go2().validate_domain(w.real_domain())
+    Go2(Go2Config(world=w.name)).validate_domain(w.real_domain())
   cfg = load_config("experiments/configs/go2.py:small")
   assert dict(cfg.domain.real) == worlds.WORLDS["slippery_slope"].domain_dict()
 
@@ -119,3 +119,14 @@ def test_flat_reference_differs_from_sim_nominal_in_nothing():
     assert (ref.course_length, ref.speeds, ref.trials_per_speed, ref.timeout_factor) == (
         w.course_length, w.speeds, w.trials_per_speed, w.timeout_factor)
     assert ref.name not in worlds.WORLDS
+
+
+def test_world_key_is_validated_at_load_and_must_match_the_real_domain():
+  from simdist_jax.config import ConfigError
+  with pytest.raises(ConfigError, match=r"env.world must be one of \['foam', 'slippery_slope'\], got 'lava'"):
+    load_config("experiments/configs/go2.py:small", ["env.world=lava"])
+  # switching the world without its fixed values would run the twin with the slope's PTFE friction on foam
+  with pytest.raises(ConfigError, match=r"domain.real.foot_friction=0.1: .*foam.*--config.domain.real.foot_friction=0.8"):
+    load_config("experiments/configs/go2.py:small", ["env.world=foam"])
+  cfg = load_config("experiments/configs/go2.py:small", ["env.world=foam", "domain.real.foot_friction=0.8"])
+  assert dict(cfg.domain.real) == worlds.WORLDS["foam"].domain_dict()

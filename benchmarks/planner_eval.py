@@ -19,15 +19,12 @@ import numpy as np
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
-from simdist_jax.adapt.evaluation import run_episode
+from simdist_jax.adapt.evaluation import policy_only_config, run_episode
 from simdist_jax.envs.registry import make_real_env
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import model as model_lib
-
-POLICY_ONLY = ("warm_start=policy,init_std=0.0,min_std=0.0,prior_std=0.0,iterations=1,num_samples=8,"
-               "prior_share=0.0,num_elites=1")
 
 
 def main() -> None:
@@ -52,16 +49,17 @@ def main() -> None:
   print(f"model {args.model or paths.model_dir(workdir)}, {args.domain} domain "
         f"{dict(base.domain[args.domain]) if args.domain == 'real' else ''}, seeds {seeds}", flush=True)
   for variant in args.variants or ["policy"]:
-    spec = POLICY_ONLY if variant == "policy" else variant
-    overrides = [f"planner.{kv.strip()}" for kv in spec.split(",") if kv.strip()]
+    overrides = [] if variant == "policy" else [f"planner.{kv.strip()}" for kv in variant.split(",") if kv.strip()]
     pcfg = mppi.PlannerConfig.from_config(config_lib.apply_overrides(base, overrides).planner,
                                           model_horizon=wm.spec.horizon)
+    if variant == "policy":   # the loop's own policy-head controller (one definition, adapt.evaluation)
+      pcfg = policy_only_config(pcfg)
     ctrl = Controller(pcfg, wm, variables, dims, history=wm.spec.history, key=jax.random.PRNGKey(0),
                       model_horizon=wm.spec.horizon)
     t0 = time.perf_counter()
     rets = [run_episode(env, ctrl, jax.random.PRNGKey(s))["return"] for s in seeds]
     lat = ctrl.latency_summary(skip_first=5)
-    print(f"{variant:60s} return {np.mean(rets):7.1f} +- {np.std(rets):5.1f}  "
+    print(f"{variant or '(run config)':60s} return {np.mean(rets):7.1f} +- {np.std(rets):5.1f}  "
           f"{[round(r, 1) for r in rets]}  p50 {lat.get('latency/p50_ms', 0):.1f} ms  "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
 

@@ -18,6 +18,7 @@ import jax
 from simdist_jax.config import load_config
 from simdist_jax.envs import registry
 from simdist_jax.envs.base import MjxEnv
+from simdist_jax.envs.go2 import terrain as terrain_lib
 
 
 def main() -> None:
@@ -40,8 +41,8 @@ def _bench(terrain: str, args) -> None:
   env = MjxEnv(task, registry.make_domain(cfg, "sim", task))
   dev = jax.devices()[0]
   ter = task.terrain
-  what = (f"hfield {ter.shape[0]} x {ter.shape[1]}, {len(ter.spawns)} tiles" if hasattr(ter, "spawns")
-          else f"{len(ter.panels)} panels")
+  what = (f"hfield {ter.shape[0]} x {ter.shape[1]}, {len(ter.spawns)} tiles"
+          if isinstance(ter, terrain_lib.HeightField) else f"{len(ter.panels)} panels")
   print(f"device: {dev.platform} {dev.device_kind}; terrain {terrain} ({what}); {env.n_substeps} substeps/step",
         flush=True)
 

@@ -190,7 +190,7 @@ class Go2(Task):
                        f"got {self.cfg.default_pose!r}")
     self.default_q_np = model_lib.DEFAULT_POSES[self.cfg.default_pose]
     self.default_q = jnp.asarray(self.default_q_np, jnp.float32)
-    self.stand_height, self.foot_xy_body = self._stand_height(m, self.default_q_np)
+    self.stand_height, self.foot_xy_body = self._standing_geometry(m, self.default_q_np)
     self.resample_steps = max(1, int(round(self.cfg.command_resample_s / self.ctrl_dt)))
     hx, hy, hz = model_lib.TRUNK_HALF
     corners = [(sx * hx, sy * hy, sz * hz) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
@@ -199,7 +199,7 @@ class Go2(Task):
     self.body_points = np.array(corners, np.float32)  # [9, 3] in the base frame
 
   @staticmethod
-  def _stand_height(m: mujoco.MjModel, pose: np.ndarray) -> tuple[float, np.ndarray]:
+  def _standing_geometry(m: mujoco.MjModel, pose: np.ndarray) -> tuple[float, np.ndarray]:
     """Base height above flat ground at joint pose `pose` with the lowest foot touching, and the feet's xy in
     the base frame [4, 2]."""
     d = mujoco.MjData(m)

@@ -179,14 +179,13 @@ def height_np(terrain, xy) -> np.ndarray:
 
 
 def _field_layout(hf: HeightField) -> dict:
-  """MuJoCo hfield numbers: size (rx, ry, z range, base), geom centre, normalized data [nrow, ncol]."""
+  """MuJoCo hfield numbers: size (rx, ry, z range, base), geom centre (the lowest point's z); elevation data
+  [nrow, ncol] normalized to [0, 1] = (heights - z min) / z range (`write_model_data`)."""
   nrow, ncol = hf.shape
-  h = np.asarray(hf.heights, np.float64)
-  zmin, zrange = float(h.min()), float(np.ptp(h))
-  zrange = zrange if zrange > 1e-9 else 1.0
+  zmin, zmax = float(np.min(hf.heights)), float(np.max(hf.heights))
+  zrange = zmax - zmin if zmax - zmin > 1e-9 else 1.0
   rx, ry = 0.5 * hf.cell * (ncol - 1), 0.5 * hf.cell * (nrow - 1)
-  return {"nrow": nrow, "ncol": ncol, "size": (rx, ry, zrange, hf.base), "pos": (hf.x0 + rx, hf.y0 + ry, zmin),
-          "data": ((h - zmin) / zrange).astype(np.float32)}
+  return {"nrow": nrow, "ncol": ncol, "size": (rx, ry, zrange, hf.base), "pos": (hf.x0 + rx, hf.y0 + ry, zmin)}
 
 
 def mjcf_assets(terrain) -> str:
@@ -207,7 +206,8 @@ def write_model_data(terrain, model) -> None:
   if model.nhfield != 1 or model.hfield_nrow[0] != lay["nrow"] or model.hfield_ncol[0] != lay["ncol"]:
     raise ValueError(f"model has no {lay['nrow']} x {lay['ncol']} hfield for terrain '{terrain.name}' "
                      f"(was it built from this terrain's MJCF?)")
-  model.hfield_data[:] = lay["data"].reshape(-1)
+  zmin, zrange = lay["pos"][2], lay["size"][2]
+  model.hfield_data[:] = ((np.asarray(terrain.heights, np.float64) - zmin) / zrange).astype(np.float32).reshape(-1)
 
 
 def to_mjcf(terrain) -> str:

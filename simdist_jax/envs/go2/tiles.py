@@ -102,17 +102,23 @@ def grid(kinds: tuple[str, ...] = TILE_KINDS, levels: int = 5, tile_size: float 
   ncol = int(round((len(kinds) * tile_size + 2 * border) / resolution)) + 1
   nrow = int(round((int(levels) * tile_size + 2 * border) / resolution)) + 1
   xs, ys = x0 + resolution * np.arange(ncol), y0 + resolution * np.arange(nrow)
-  gx, gy = np.meshgrid(xs, ys)                 # [nrow, ncol]
   heights = np.zeros((nrow, ncol))
   rng = np.random.default_rng(seed)
   spawns, labels = [], []
+
+  def span(centre: float, origin: float) -> slice:  # grid indices of the closed interval centre +- half
+    lo = int(np.ceil((centre - half - origin - 1e-9) / resolution))
+    hi = int(np.floor((centre + half - origin + 1e-9) / resolution))
+    return slice(max(lo, 0), hi + 1)
+
   for i in range(int(levels)):
     d = i / (int(levels) - 1) if levels > 1 else 0.0
     for j, kind in enumerate(kinds):
       cx, cy = j * tile_size, i * tile_size
-      # points on the tile's closed square; shared edges are at height 0 for every kind
-      sel = (np.abs(gx - cx) <= half + 1e-9) & (np.abs(gy - cy) <= half + 1e-9)
-      heights[sel] = tile_heights(kind, d, gx[sel] - cx, gy[sel] - cy, half, rng)
+      # the grid points on the tile's closed square; shared edges are at height 0 for every kind
+      rows, cols = span(cy, y0), span(cx, x0)
+      dx, dy = np.meshgrid(xs[cols] - cx, ys[rows] - cy)
+      heights[rows, cols] = tile_heights(kind, d, dx, dy, half, rng)
       spawns.append((cx, cy))
       labels.append(f"{kind}/{i}")
   return terrain_lib.HeightField("grid", heights.astype(np.float32), float(resolution), float(x0), float(y0),

@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
       s.add_argument("--restart-from", default=None, metavar="STAGE[,STAGE...]",
                      help="recompute these stages and every stage downstream of them (their artifacts move to "
                           f"<workdir>/stale/); stages: {', '.join(stages.RUN_ORDER)}")
+  s = sub.add_parser("baseline", help="a model-free baseline on the run's sim data, evaluated as `adapt` evaluates "
+                                      f"(the stage baseline-ALGO; algorithms: {', '.join(stages.BASELINES)})")
+  s.add_argument("--algo", required=True, choices=stages.BASELINES, help="the baseline algorithm")
+  s.add_argument("--config", required=True, help="path/to/task.py:preset (preset: small|paper)")
+  s.add_argument("--workdir", default=None, help="run directory (default runs/<task>_<preset>)")
   return p
 
 
@@ -87,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
   if args.stage is None:
     _parser().print_help()
     return 2
+  if args.stage == "baseline":
+    args.stage = f"baseline-{args.algo}"
   st = stages.STAGES[args.stage]
   extra = {}
   if st.kind == "run_dir":

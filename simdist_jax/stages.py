@@ -91,6 +91,10 @@ _EXPERT_EVAL = ("expert.eval_sim_episodes", "expert.eval_real_episodes", "expert
 # Window settings of `data`: they shape the world model's training windows, not the generated dataset.
 _WINDOWS = ("data.window_start_margin", "data.window_end_margin", "data.eval_fraction", "data.front_pad")
 
+# What every baseline shares with SimDist: the encoder, the action bounds, the held-out split, the evaluation.
+_BASELINE_SHARED = ("model.encoder", "model.latent_dim", "planner.action_low", "planner.action_high",
+                    "data.eval_fraction", "adapt.eval_episodes", "adapt.sim_eval_episodes")
+
 _TABLE = (
     Stage("env", "describe the task and roll out random actions in both backends",
           run="simdist_jax.envs.inspect:run_stage", complete=None,
@@ -122,6 +126,14 @@ _TABLE = (
           # adapt's finetuning runs adapt.finetune_steps; model.finetune.num_steps is the `finetune` command's.
           keys=Fingerprint(("adapt", "planner", "model.finetune") + _REAL, exclude=("model.finetune.num_steps",)),
           upstream=("pretrain",), dir="adapt"),
+    Stage("baseline-bc", "single-step BC of the clean sim expert, evaluated with the adaptation loop's protocol",
+          run="simdist_jax.baselines.bc:run_stage", complete="simdist_jax.baselines.bc:is_complete",
+          keys=Fingerprint(("baselines.bc",) + _BASELINE_SHARED + _REAL), upstream=("generate",),
+          dir="baselines/bc"),
+    Stage("baseline-rlpd", "RLPD from single-step BC under the adaptation loop's real-data budget and protocol",
+          run="simdist_jax.baselines.rlpd:run_stage", complete="simdist_jax.baselines.rlpd:is_complete",
+          keys=Fingerprint(("baselines.rlpd", "baselines.bc", "adapt.rounds", "adapt.episodes_per_round")
+                           + _BASELINE_SHARED + _REAL), upstream=("generate",), dir="baselines/rlpd"),
     Stage("report", "write report.md for a run directory",
           run="simdist_jax.analysis.report:run_stage", complete=None,
           upstream=("expert-eval", "data-report", "adapt"), dir="report", record=None, kind="run_dir"),
@@ -129,6 +141,8 @@ _TABLE = (
           run="simdist_jax.pipeline:run_stage", complete=None, dir=None, record=None, kind="pipeline"),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in _TABLE}
+# The baselines (`simdist-jax baseline --algo=NAME` runs stage `baseline-NAME`), in the order they were added.
+BASELINES = tuple(n.removeprefix("baseline-") for n in STAGES if n.startswith("baseline-"))
 # The stages `run` drives, in order (every upstream stage comes before the stages that read it).
 RUN_ORDER = ("expert", "expert-eval", "generate", "data-report", "pretrain", "adapt", "report")
 

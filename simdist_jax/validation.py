@@ -346,6 +346,26 @@ def _adapt(c: _Checks) -> None:
                     "on the first evaluation seeds)")
 
 
+def _baselines(c: _Checks) -> None:
+  c.need("baselines.bc.hidden", WIDTHS)
+  for key in ("num_steps", "batch_size", "chunk_steps", "eval_batches"):
+    c.need(f"baselines.bc.{key}", SIZE)
+  c.need("baselines.bc.grad_clip", NON_NEGATIVE)
+  _lr(c, "baselines.bc.lr")
+  r = "baselines.rlpd"
+  c.need(f"{r}.hidden", WIDTHS)
+  for key in ("num_critics", "critic_subset", "utd", "batch_size", "update_chunk"):
+    c.need(f"{r}.{key}", SIZE)
+  for key in ("actor_lr", "critic_lr", "temperature_lr", "init_temperature"):
+    c.need(f"{r}.{key}", POSITIVE)
+  c.need(f"{r}.discount", _num_in(0.0, 1.0, hi_open=True))
+  c.need(f"{r}.tau", RATIO)
+  c.need(f"{r}.sim_share", _num_in(0.0, 1.0, hi_open=True))
+  k, m = c.get(f"{r}.num_critics"), c.get(f"{r}.critic_subset")
+  if _is_int(k) and _is_int(m) and not m <= k:
+    c.errors.append(f"{r}.critic_subset={m}: must be <= {r}.num_critics={k}")
+
+
 def validate(cfg: Any) -> None:
   """Checks a whole (override-applied) config; ConfigError listing every bad `key=value` and its valid range.
 
@@ -363,6 +383,7 @@ def validate(cfg: Any) -> None:
   spec = _model(c, dims)
   _planner(c, spec, dims)
   _adapt(c)
+  _baselines(c)
   if len(c.errors) == 1:
     raise ConfigError(f"invalid config: {c.errors[0]}")
   if c.errors:

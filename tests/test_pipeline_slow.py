@@ -2,10 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from simdist_jax import config as config_lib
-from simdist_jax import paths, pipeline
+from simdist_jax import paths, pipeline, stages
 from tests.adapt.test_loop import TINY
 from tests.conftest import CARTPOLE
 
@@ -20,6 +21,11 @@ E2E = TINY + [
     "model.log_every=50", "model.lr.warmup_steps=10", "model.lr.decay_steps=200",
     "adapt.rounds=2", "adapt.episodes_per_round=2", "adapt.finetune_steps=150",
 ]
+
+BASELINES = ["baselines.bc.num_steps=100", "baselines.bc.chunk_steps=50", "baselines.bc.batch_size=64",
+             "baselines.bc.lr.warmup_steps=10", "baselines.bc.lr.decay_steps=100", "baselines.bc.hidden=[16]",
+             "baselines.rlpd.hidden=[16]", "baselines.rlpd.num_critics=3", "baselines.rlpd.utd=2",
+             "baselines.rlpd.batch_size=32", "baselines.rlpd.update_chunk=100"]
 
 
 @pytest.mark.slow
@@ -36,3 +42,23 @@ def test_pipeline_end_to_end(tmp_path, capsys):
   out = capsys.readouterr().out
   for stage in ("expert", "expert-eval", "pretrain", "adapt"):
     assert f"{stage}: complete, skipped" in out
+
+  # The baselines on the same sim data, with the adaptation loop's budget and evaluation seeds.
+  base = config_lib.load_config(CARTPOLE + ":small", E2E + BASELINES)
+  bc_res = stages.run_one("baseline-bc", base, tmp_path)
+  assert bc_res["complete"] and not bc_res["uses_real_data"] and len(bc_res["rounds"]) == 1
+  assert bc_res["bc/heldout_mse_over_constant"] < 1.0, bc_res  # 100 steps already beat the best constant action
+  adapt_round0 = res["rounds"][0]
+  assert len(bc_res["rounds"][0]["real/returns"]) == len(adapt_round0["real/returns"])  # the same seeds
+  rl = stages.run_one("baseline-rlpd", base, tmp_path)
+  assert rl["complete"] and rl["uses_real_data"] and [r["round"] for r in rl["rounds"]] == [0, 1, 2]
+  assert [r["real_episodes"] for r in rl["rounds"]] == [0, 2, 4]
+  assert rl["rounds"][2]["real_transitions"] == 4 * 60  # every collected step is in the replay
+  assert "real/return_vs_round0" in rl["rounds"][2] and all(np.isfinite(r["real/return_mean"]) for r in rl["rounds"])
+  rdir = tmp_path / "baselines" / "rlpd" / "rounds"
+  assert (rdir / "round_2" / "transitions.npz").exists() and (rdir / "round_2" / "agent.msgpack").exists()
+  capsys.readouterr()
+  (tmp_path / "baselines" / "rlpd" / "results.json").unlink()
+  stages.run_one("baseline-rlpd", base, tmp_path)  # resumes: every round is on disk
+  out = capsys.readouterr().out
+  assert "round 2: complete, skipped" in out and "updates on" not in out

@@ -278,7 +278,11 @@ def test_console_output_is_appended_to_log_txt(tmp_path, fake, capsys):
 def test_the_table_lists_every_subcommand_and_nothing_else_registers_stages():
   parser = cli._parser()  # pylint: disable=protected-access
   sub = next(a for a in parser._actions if a.dest == "stage")  # pylint: disable=protected-access
-  assert set(sub.choices) == set(stages.STAGES)
+  # every stage, plus the one alias `baseline --algo=NAME` of the stages baseline-NAME
+  assert set(sub.choices) == set(stages.STAGES) | {"baseline"}
+  assert stages.BASELINES and all(f"baseline-{a}" in stages.STAGES for a in stages.BASELINES)
+  algo = next(a for a in sub.choices["baseline"]._actions if a.dest == "algo")  # pylint: disable=protected-access
+  assert tuple(algo.choices) == stages.BASELINES
   assert set(stages.RUN_ORDER) <= set(stages.STAGES)
   for name in stages.RUN_ORDER:  # upstream stages come first
     assert all(stages.RUN_ORDER.index(u) < stages.RUN_ORDER.index(name) for u in stages.STAGES[name].upstream

@@ -37,7 +37,8 @@ from simdist_jax.planner.controller import Controller
 def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder | None = None,
                 meta: dict | None = None, explore=None, *, full_obs: bool = False,
                 reset_key: jax.Array | None = None, max_steps: int | None = None,
-                stop: Callable[[dict], bool] | None = None) -> dict:
+                stop: Callable[[dict], bool] | None = None,
+                on_step: Callable[[dict], None] | None = None) -> dict:
   """One closed-loop episode -> {"return", "steps", "failed", "noised_steps", "success_frac", "success_final"}.
 
   Records (o_t, a_t, c_t, t) if asked, where a_t is the applied action (after `explore` noise, which the
@@ -58,6 +59,9 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
       that reset with `key(seed)` itself).
     max_steps: end the episode after this many steps (not a failure) even if the env is not done.
     stop: `stop(info) -> bool` after every step; True ends the episode (e.g. a course cleared).
+    on_step: `on_step(transition)` after every step with the transition as numpy arrays: {"proprio", "extero",
+      "command", "action" (applied), "reward", "next_proprio", "next_extero", "next_command", "not_done" (0 only
+      when the step failed the episode, not at the time limit)} (the RL baselines' replay).
   """
   key_env, key_plan = jax.random.split(key)
   obs = env.reset(key_env if reset_key is None else reset_key)
@@ -79,6 +83,11 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     if recorder is not None:
       recorder.record(proprio, extero, action, command, steps * env.dt)
     obs, reward, done, info = env.step(action)
+    if on_step is not None:
+      nxt = (np.asarray(x) for x in env.task.split_state(obs["state"]))
+      on_step({"proprio": proprio, "extero": extero, "command": command, "action": np.asarray(action, np.float32),
+               "reward": np.float32(reward), **dict(zip(("next_proprio", "next_extero", "next_command"), nxt, strict=True)),
+               "not_done": np.float32(0.0 if info["failed"] else 1.0)})
     total += reward
     steps += 1
     last = env.task.success(info["metrics"])

@@ -360,3 +360,25 @@ def test_round_keys_and_eval_seeds_are_the_loops_own():
   np.testing.assert_array_equal(d1, d0)
   assert not np.array_equal(f1, f0)
   assert loop.eval_seeds(2, 3) == [250_000, 250_001, 250_002] and loop.eval_seeds(2, 5)[:3] == loop.eval_seeds(2, 3)
+
+
+class _FailingEnv(_FakeEnv):
+  """As `_FakeEnv`, but the 10th step fails the episode (a termination, not the time limit)."""
+
+  def step(self, action):
+    obs, r, done, info = super().step(action)
+    failed = self.t == 10
+    return obs, float(self.t), done or failed, dict(info, failed=failed)
+
+
+def test_run_episode_hands_every_transition_to_on_step():
+  steps = []
+  evaluation.run_episode(_FakeEnv(), _FakeController(), jax.random.PRNGKey(0), on_step=steps.append)
+  assert len(steps) == 40 and all(s["not_done"] == 1.0 for s in steps)  # the time limit is not a termination
+  for a, b in zip(steps[:-1], steps[1:], strict=True):  # s' of one transition is s of the next; the state is the applied action
+    np.testing.assert_array_equal(a["next_proprio"], b["proprio"])
+    np.testing.assert_array_equal(a["next_proprio"], a["action"])
+  steps = []
+  evaluation.run_episode(_FailingEnv(), _FakeController(), jax.random.PRNGKey(0), on_step=steps.append)
+  assert [s["not_done"] for s in steps] == [1.0] * 9 + [0.0] and [float(s["reward"]) for s in steps] == list(
+      map(float, range(1, 11)))

@@ -1,0 +1,57 @@
+"""Config section `baselines`: the model-free baselines (issue 20), one sub-section per algorithm.
+`get(task, preset, dims)`.
+
+Every baseline shares the sim dataset (`data`), the encoder architecture (`model.encoder`, `model.latent_dim`), the
+action bounds (`planner.action_low/high`) and the evaluation protocol of the adaptation loop (`adapt.eval_episodes`,
+`adapt.sim_eval_episodes`, the same seeds) with SimDist.
+"""
+import ml_collections
+
+
+def _lr(peak: float, warmup: int, decay_steps: int, end: float) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.peak = peak  # peak learning rate after linear warmup from 0
+  c.warmup_steps = warmup  # linear warmup steps
+  c.decay_steps = decay_steps  # step at which the cosine reaches `end`
+  c.end = end  # final learning rate
+  return c
+
+
+def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
+  """Returns the `baselines` section for `task` at `preset` (`small` or `paper`)."""
+  del task, dims
+  paper = preset == "paper"
+  c = ml_collections.ConfigDict()
+  # Single-step BC of the clean expert actions (expert_flag) in the sim dataset; paper §5 gives no sizes
+  # [unknown]: an MLP head on SimDist's encoder, Adam with warmup + cosine (as the world model).
+  c.bc = ml_collections.ConfigDict()
+  c.bc.hidden = (256, 256) if paper else (128, 128)  # MLP head widths after the encoder
+  c.bc.num_steps = 50_000 if paper else 3000          # gradient steps
+  c.bc.batch_size = 512 if paper else 256             # transitions per step
+  c.bc.lr = _lr(3e-4, 500 if paper else 100, 50_000 if paper else 3000, 1e-5)
+  c.bc.grad_clip = 1.0                                # global-norm clip (0 = off)
+  c.bc.chunk_steps = 250                              # gradient steps per jit call (one lax.scan)
+  c.bc.eval_batches = 20                              # held-out batches of the imitation-error check
+  # RLPD (Ball et al. 2023; its defaults from the paper's Table and ikostrikov/rlpd configs): SAC with an ensemble
+  # of 10 LayerNorm critics, targets from the min over a random 2 of them, UTD 20, symmetric 50/50 sim/real
+  # batches, Adam 3e-4, gamma 0.99, tau 0.005, initial temperature 1, target entropy -A/2 (None), the entropy
+  # term in the backup. The actor starts from single-step BC (baselines.bc's schedule; paper §5). `small`: UTD 5
+  # and (128, 128) (CPU; each deviation is a budget, not a tuning).
+  c.rlpd = ml_collections.ConfigDict()
+  c.rlpd.hidden = (256, 256) if paper else (128, 128)
+  c.rlpd.num_critics = 10
+  c.rlpd.critic_subset = 2
+  c.rlpd.discount = 0.99
+  c.rlpd.tau = 0.005
+  c.rlpd.actor_lr = 3e-4
+  c.rlpd.critic_lr = 3e-4
+  c.rlpd.temperature_lr = 3e-4
+  c.rlpd.init_temperature = 1.0
+  c.rlpd.target_entropy = ml_collections.config_dict.placeholder(float)  # None: -A / 2
+  c.rlpd.backup_entropy = True
+  c.rlpd.utd = 20 if paper else 5         # critic updates per new real transition
+  c.rlpd.batch_size = 256
+  c.rlpd.sim_share = 0.5                  # share of every batch drawn from the sim dataset (RLPD: 0.5)
+  c.rlpd.bc_init = True                   # initialize the actor's mean by single-step BC (paper §5)
+  c.rlpd.update_chunk = 1000              # critic updates per host batch draw
+  return c

@@ -134,6 +134,10 @@ _TABLE = (
           run="simdist_jax.baselines.rlpd:run_stage", complete="simdist_jax.baselines.rlpd:is_complete",
           keys=Fingerprint(("baselines.rlpd", "baselines.bc", "adapt.rounds", "adapt.episodes_per_round")
                            + _BASELINE_SHARED + _REAL), upstream=("generate",), dir="baselines/rlpd"),
+    Stage("baseline-iql", "IQL offline on the sim data, then online under the adaptation loop's budget and protocol",
+          run="simdist_jax.baselines.iql:run_stage", complete="simdist_jax.baselines.iql:is_complete",
+          keys=Fingerprint(("baselines.iql", "baselines.bc", "adapt.rounds", "adapt.episodes_per_round")
+                           + _BASELINE_SHARED + _REAL), upstream=("generate",), dir="baselines/iql"),
     Stage("report", "write report.md for a run directory",
           run="simdist_jax.analysis.report:run_stage", complete=None,
           upstream=("expert-eval", "data-report", "adapt"), dir="report", record=None, kind="run_dir"),

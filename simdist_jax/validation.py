@@ -361,6 +361,16 @@ def _baselines(c: _Checks) -> None:
   c.need(f"{r}.discount", _num_in(0.0, 1.0, hi_open=True))
   c.need(f"{r}.tau", RATIO)
   c.need(f"{r}.sim_share", _num_in(0.0, 1.0, hi_open=True))
+  q = "baselines.iql"
+  c.need(f"{q}.hidden", WIDTHS)
+  for key in ("offline_steps", "utd", "batch_size", "update_chunk"):
+    c.need(f"{q}.{key}", SIZE)
+  c.need(f"{q}.expectile", _num_in(0.0, 1.0, lo_open=True, hi_open=True))
+  c.need(f"{q}.temperature", NON_NEGATIVE)
+  c.need(f"{q}.lr", POSITIVE)
+  c.need(f"{q}.discount", _num_in(0.0, 1.0, hi_open=True))
+  c.need(f"{q}.tau", RATIO)
+  c.need(f"{q}.sim_share", _num_in(0.0, 1.0, hi_open=True))
   k, m = c.get(f"{r}.num_critics"), c.get(f"{r}.critic_subset")
   if _is_int(k) and _is_int(m) and not m <= k:
     c.errors.append(f"{r}.critic_subset={m}: must be <= {r}.num_critics={k}")

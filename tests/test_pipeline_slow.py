@@ -25,7 +25,8 @@ E2E = TINY + [
 BASELINES = ["baselines.bc.num_steps=100", "baselines.bc.chunk_steps=50", "baselines.bc.batch_size=64",
              "baselines.bc.lr.warmup_steps=10", "baselines.bc.lr.decay_steps=100", "baselines.bc.hidden=[16]",
              "baselines.rlpd.hidden=[16]", "baselines.rlpd.num_critics=3", "baselines.rlpd.utd=2",
-             "baselines.rlpd.batch_size=32", "baselines.rlpd.update_chunk=100"]
+             "baselines.rlpd.batch_size=32", "baselines.rlpd.update_chunk=100", "baselines.iql.hidden=[16]",
+             "baselines.iql.offline_steps=200", "baselines.iql.batch_size=32", "baselines.iql.update_chunk=100"]
 
 
 @pytest.mark.slow
@@ -61,4 +62,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
   (tmp_path / "baselines" / "rlpd" / "results.json").unlink()
   stages.run_one("baseline-rlpd", base, tmp_path)  # resumes: every round is on disk
   out = capsys.readouterr().out
-  assert "round 2: complete, skipped" in out and "updates on" not in out
+  assert "round 2: complete, skipped" in out and " updates (" not in out
+  iq = stages.run_one("baseline-iql", base, tmp_path)
+  assert iq["complete"] and [r["real_transitions"] for r in iq["rounds"]] == [0, 2 * 60, 4 * 60]
+  assert np.isfinite(iq["rounds"][0]["offline/value/loss"]) and np.isfinite(iq["sim_return"])

@@ -10,7 +10,7 @@ Pure pieces, one batch at a time; `update` is the only jitted entry point of tra
     term (`losses.ensemble_subset_min`), Polyak-averaged targets, then ONE actor step and ONE temperature step on the
     last batch (RLPD's code updates the actor once per G critic steps).
 
-Transition batches: {"proprio" [B, P], "extero" [B, E], "command" [B, C], "action" [B, A] (env units), "reward" [B],
+Transition batches (`online.TRANSITION_KEYS`): {"proprio" [B, P], "extero" [B, E], "command" [B, C], "action" [B, A] (env units), "reward" [B],
 "next_proprio", "next_extero", "next_command", "not_done" [B] (0 only at a true termination, never at a time
 limit)}, raw units; observations are z-scored inside with a fixed scaler (the sim dataset's).
 Log-probabilities are those of y in [-1, 1]^A (the constant Jacobian of the affine map to the env box is left out,
@@ -34,8 +34,6 @@ from simdist_jax.baselines import networks
 from simdist_jax.world_model import model as model_lib
 
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
-TRANSITION_KEYS = ("proprio", "extero", "command", "action", "reward", "next_proprio", "next_extero", "next_command",
-                   "not_done")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +267,9 @@ def act(nets: Nets, actor: Any, scaler: Any, low: jax.Array, high: jax.Array, ke
 
 class SACController:
   """The actor as a host controller of `evaluation.run_episode`: deterministic (tanh of the mean) for evaluation,
-  sampling (one key per episode, split per step) for collection."""
+  sampling (one key per episode, split per step) for collection. `act_fn` is the jitted policy (`act` here)."""
+
+  act_fn = staticmethod(act)
 
   def __init__(self, nets: Nets, actor: Any, scaler: Any, low: Any, high: Any, deterministic: bool) -> None:
     s = nets.actor.spec
@@ -294,8 +294,8 @@ class SACController:
     cmd = jnp.zeros((s.command,), jnp.float32) if command is None else jnp.asarray(command, jnp.float32).reshape(-1)
     key = jax.random.fold_in(self._key, self._t)
     self._t += 1
-    return np.asarray(act(self.nets, self.actor, self.scaler, self.low, self.high, key, self.deterministic,
-                          jnp.asarray(proprio, jnp.float32), ext, cmd))
+    return np.asarray(self.act_fn(self.nets, self.actor, self.scaler, self.low, self.high, key, self.deterministic,
+                                  jnp.asarray(proprio, jnp.float32), ext, cmd))
 
 
 class SquashedMean(nn.Module):
@@ -318,13 +318,10 @@ class SquashedMean(nn.Module):
     return (a - jnp.asarray(self.action_mean)) / jnp.asarray(self.action_std)
 
 
-def transitions_from_windows(batch: dict) -> dict:
-  """Window batches with H = 0, T = 1 ([B, 2, ...]: steps t and t + 1 of one episode) -> transition batches.
-
-  Both steps of a window lie inside one recorded episode, so s_{t+1} is never terminal and not_done = 1 (an
-  episode's last transition, into a termination or past the time limit, is in no window: the sim data shows the
-  agent no termination, a bias toward optimism on tasks that can fail; CartPole cannot)."""
-  out = {k: batch[k][:, 0] for k in ("proprio", "extero", "command", "action", "reward")}
-  out.update({f"next_{k}": batch[k][:, 1] for k in ("proprio", "extero", "command")})
-  out["not_done"] = jnp.ones_like(batch["reward"][:, 0])
-  return out
+def squashed_mean_head(spec: model_lib.ModelSpec, hidden: Sequence[int], low: jax.Array, high: jax.Array,
+                       scaler: Any) -> SquashedMean:
+  """`SquashedMean` with the bounds and the action statistics of `scaler` as static tuples."""
+  a = spec.action
+  tup = lambda x: tuple(float(v) for v in np.broadcast_to(np.asarray(x, np.float32), (a,)))  # noqa: E731
+  return SquashedMean(spec, tuple(hidden), tup(low), tup(high), tup(scaler["action"]["mean"]),
+                      tup(scaler["action"]["std"]))

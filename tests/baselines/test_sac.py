@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from simdist_jax.baselines import rlpd
+from simdist_jax.baselines import online
 from simdist_jax.baselines import sac
 from simdist_jax.data import scaler as scaler_lib
 from simdist_jax.data import windows
@@ -83,14 +83,15 @@ def test_rlpd_batches_mix_sim_and_real_at_the_configured_share():
   ids = np.repeat(np.arange(10, dtype=np.int32), 20)
   ds = windows.WindowDataset(arrays, ids, 0, 1, scaler_lib.compute_stats(arrays, 1e-4), DIMS, 0.0,
                              jax.random.PRNGKey(0), 0, 0)
-  replay = rlpd.Replay()
+  replay = online.Replay()
   replay.add(_replay(30, 7.0))
   for share, n_sim in ((0.5, 5), (0.25, 2), (0.0, 0)):
-    rcfg = rlpd.RLPDConfig(sac=_cfg(), utd=2, batch_size=10, sim_share=share, update_chunk=4, bc_init=False)
-    b = rlpd.draw_batches(rcfg, replay, ds, np.random.default_rng(0), jax.random.PRNGKey(0), 3)
+    b = online.draw_batches(10, share, replay, ds, np.random.default_rng(0), jax.random.PRNGKey(0), 3)
     assert b["reward"].shape == (3, 10)
     r = np.asarray(b["reward"])
     assert (r[:, :10 - n_sim] == 7.0).all() and (r[:, 10 - n_sim:] == -3.0).all(), (share, r)
     assert (np.asarray(b["not_done"]) == 1.0).all()
+  b = online.draw_batches(10, 0.5, None, ds, np.random.default_rng(0), jax.random.PRNGKey(0), 2)  # sim only
+  assert (np.asarray(b["reward"]) == -3.0).all()
   with pytest.raises(ValueError, match="empty"):
-    rlpd.Replay().sample(np.random.default_rng(0), 3)
+    online.Replay().sample(np.random.default_rng(0), 3)

@@ -54,4 +54,21 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.rlpd.sim_share = 0.5                  # share of every batch drawn from the sim dataset (RLPD: 0.5)
   c.rlpd.bc_init = True                   # initialize the actor's mean by single-step BC (paper §5)
   c.rlpd.update_chunk = 1000              # critic updates per host batch draw
+  # IQL offline-to-online (Kostrikov et al. 2021; its locomotion settings): expectile 0.7, AWR temperature 3,
+  # Adam 3e-4, gamma 0.99, tau 0.005, (256, 256); the actor's mean from single-step BC, then `offline_steps` IQL
+  # updates on the sim data ("IQL's value pretrained in sim", paper §5; IQL: 1M offline steps, `small`: 20k, a CPU
+  # budget), then `utd` updates per new real transition on batches `sim_share` sim / rest real.
+  c.iql = ml_collections.ConfigDict()
+  c.iql.hidden = (256, 256) if paper else (128, 128)
+  c.iql.discount = 0.99
+  c.iql.tau = 0.005
+  c.iql.expectile = 0.7
+  c.iql.temperature = 3.0
+  c.iql.lr = 3e-4
+  c.iql.offline_steps = 1_000_000 if paper else 20_000
+  c.iql.utd = 1
+  c.iql.batch_size = 256
+  c.iql.sim_share = 0.5
+  c.iql.bc_init = True
+  c.iql.update_chunk = 1000
   return c

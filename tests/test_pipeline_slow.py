@@ -57,7 +57,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
   assert rl["rounds"][2]["real_transitions"] == 4 * 60  # every collected step is in the replay
   assert "real/return_vs_round0" in rl["rounds"][2] and all(np.isfinite(r["real/return_mean"]) for r in rl["rounds"])
   rdir = tmp_path / "baselines" / "rlpd" / "rounds"
-  assert (rdir / "round_2" / "transitions.npz").exists() and (rdir / "round_2" / "agent.msgpack").exists()
+  assert (rdir / "round_02" / "transitions.npz").exists() and (rdir / "round_02" / "agent.msgpack").exists()
   capsys.readouterr()
   (tmp_path / "baselines" / "rlpd" / "results.json").unlink()
   stages.run_one("baseline-rlpd", base, tmp_path)  # resumes: every round is on disk

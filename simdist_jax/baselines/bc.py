@@ -8,7 +8,7 @@ real-world curve is one point (round 0), drawn as a horizontal line beside the m
 The `baseline-bc` stage (`simdist-jax baseline --algo=bc ...`) writes under `<workdir>/baselines/bc/`:
   params.msgpack        the actor's parameters (flax serialization)
   meta.json             hidden widths, dims, the scaler it was trained with, the training summary
-  rounds/round_0/round.json   the adaptation loop's per-round record: real return/success on the loop's
+  rounds/round_00/round.json  the adaptation loop's per-round record: real return/success on the loop's
                         evaluation seeds (the same initial states as `adapt`), the sim return on its sim seeds, the
                         held-out imitation error next to the trivial predictor
   results.json          {"algo", "uses_real_data", "complete", "rounds": [...], summary}; written last.
@@ -269,7 +269,7 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
          "real/success_final": real["success_final"], "sim/return_mean": sim["return_mean"],
          "sim/return_std": sim["return_std"], "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"],
          **held, "wall_s": time.perf_counter() - t0}
-  rdir = out / "rounds" / "round_0"
+  rdir = out / "rounds" / "round_00"  # the adaptation loop's naming
   rdir.mkdir(parents=True, exist_ok=True)
   config_lib.atomic_write_text(rdir / "round.json", json.dumps(row, indent=2))
   summary = {"algo": NAME, "uses_real_data": False, "complete": True, "rounds": [row],

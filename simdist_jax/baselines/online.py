@@ -7,7 +7,7 @@ collection seeds (seed * 100000 + j * 1000 + i, as `adapt`), appends them to the
 `adapt.eval_episodes` evaluation seeds (paired bootstrap CIs against round 0). Round 0 is also evaluated on the
 sim seeds (`adapt.sim_eval_episodes`), the sanity check of the sim-only phase against the expert.
 
-Layout of `<workdir>/baselines/<name>/`: `rounds/round_<j>/` holds `transitions.npz` (that round's real
+Layout of `<workdir>/baselines/<name>/`: `rounds/round_<jj>/` (two digits, as `adapt`) holds `transitions.npz` (that round's real
 transitions), `agent.msgpack` (the agent state after round j, flax serialization) and `round.json` (its presence
 marks the round complete, so an interrupted run resumes at the first incomplete round); `results.json` the curve,
 written last.
@@ -194,7 +194,7 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
   state, template = None, agent.template(key)
   t_stage, n_rounds = time.perf_counter(), int(acfg.rounds) + 1
   for j in range(n_rounds):
-    rdir = out / "rounds" / f"round_{j}"
+    rdir = out / "rounds" / f"round_{j:02d}"  # the adaptation loop's naming
     done_file = rdir / "round.json"
     if done_file.exists():
       rounds.append(fileio.read_json(done_file))

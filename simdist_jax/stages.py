@@ -138,6 +138,11 @@ _TABLE = (
           run="simdist_jax.baselines.iql:run_stage", complete="simdist_jax.baselines.iql:is_complete",
           keys=Fingerprint(("baselines.iql", "baselines.bc", "adapt.rounds", "adapt.episodes_per_round")
                            + _BASELINE_SHARED + _REAL), upstream=("generate",), dir="baselines/iql"),
+    Stage("baseline-sgft", "SGFT-SAC: RLPD's agent with rewards shaped by the sim value, a short discount",
+          run="simdist_jax.baselines.sgft:run_stage", complete="simdist_jax.baselines.sgft:is_complete",
+          keys=Fingerprint(("baselines.sgft", "baselines.rlpd", "baselines.bc", "adapt.rounds",
+                            "adapt.episodes_per_round") + _BASELINE_SHARED + _REAL), upstream=("generate",),
+          dir="baselines/sgft"),
     Stage("report", "write report.md for a run directory",
           run="simdist_jax.analysis.report:run_stage", complete=None,
           upstream=("expert-eval", "data-report", "adapt"), dir="report", record=None, kind="run_dir"),

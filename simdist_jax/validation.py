@@ -371,6 +371,9 @@ def _baselines(c: _Checks) -> None:
   c.need(f"{q}.discount", _num_in(0.0, 1.0, hi_open=True))
   c.need(f"{q}.tau", RATIO)
   c.need(f"{q}.sim_share", _num_in(0.0, 1.0, hi_open=True))
+  c.need("baselines.sgft.discount", _num_in(0.0, 1.0, hi_open=True))
+  c.need("baselines.sgft.value_steps", SIZE)
+  c.need("baselines.sgft.value_lr", POSITIVE)
   k, m = c.get(f"{r}.num_critics"), c.get(f"{r}.critic_subset")
   if _is_int(k) and _is_int(m) and not m <= k:
     c.errors.append(f"{r}.critic_subset={m}: must be <= {r}.num_critics={k}")

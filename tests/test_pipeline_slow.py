@@ -26,7 +26,8 @@ BASELINES = ["baselines.bc.num_steps=100", "baselines.bc.chunk_steps=50", "basel
              "baselines.bc.lr.warmup_steps=10", "baselines.bc.lr.decay_steps=100", "baselines.bc.hidden=[16]",
              "baselines.rlpd.hidden=[16]", "baselines.rlpd.num_critics=3", "baselines.rlpd.utd=2",
              "baselines.rlpd.batch_size=32", "baselines.rlpd.update_chunk=100", "baselines.iql.hidden=[16]",
-             "baselines.iql.offline_steps=200", "baselines.iql.batch_size=32", "baselines.iql.update_chunk=100"]
+             "baselines.iql.offline_steps=200", "baselines.iql.batch_size=32", "baselines.iql.update_chunk=100",
+             "baselines.sgft.value_steps=100"]
 
 
 @pytest.mark.slow
@@ -66,3 +67,8 @@ def test_pipeline_end_to_end(tmp_path, capsys):
   iq = stages.run_one("baseline-iql", base, tmp_path)
   assert iq["complete"] and [r["real_transitions"] for r in iq["rounds"]] == [0, 2 * 60, 4 * 60]
   assert np.isfinite(iq["rounds"][0]["offline/value/loss"]) and np.isfinite(iq["sim_return"])
+  sg = stages.run_one("baseline-sgft", base, tmp_path)
+  assert sg["complete"] and len(sg["rounds"]) == 3 and np.isfinite(sg["rounds"][0]["sgft/value_heldout_mse"])
+  from simdist_jax.analysis import compare  # pylint: disable=import-outside-toplevel
+  summary = compare.write([tmp_path], tmp_path / "compare")
+  assert set(summary) == {"simdist", "bc", "rlpd", "iql", "sgft"}

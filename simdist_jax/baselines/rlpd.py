@@ -53,9 +53,11 @@ class RLPDConfig:
 def train_updates(nets: sac.Nets, rcfg: RLPDConfig, state: sac.SACState, scaler: Any, replay: online.Replay | None,
                   dataset: Any,
                   low: jax.Array, high: jax.Array, num_updates: int, seed: int,
-                  log: Callable[[str], None] = print, label: str = "") -> tuple[sac.SACState, dict]:
+                  log: Callable[[str], None] = print, label: str = "",
+                  transform: Callable[[dict], dict] | None = None) -> tuple[sac.SACState, dict]:
   """`num_updates` critic updates (and one actor/temperature update per `utd`), in jitted chunks of
-  `update_chunk` critic updates. Raises FloatingPointError when a loss becomes non-finite."""
+  `update_chunk` critic updates; `transform(batches) -> batches` (e.g. SGFT's reward shaping) is applied to every
+  drawn chunk. Raises FloatingPointError when a loss becomes non-finite."""
   rng = np.random.default_rng(seed)
   key = jax.random.PRNGKey(seed)
   done, t0, metrics, last_log = 0, time.perf_counter(), {}, 0.0
@@ -64,6 +66,8 @@ def train_updates(nets: sac.Nets, rcfg: RLPDConfig, state: sac.SACState, scaler:
     n -= n % rcfg.utd if n >= rcfg.utd else 0
     batches = online.draw_batches(rcfg.batch_size, rcfg.sim_share, replay, dataset, rng,
                                   jax.random.fold_in(key, 2 * done), n)
+    if transform is not None:
+      batches = transform(batches)
     for g0 in range(0, n, rcfg.utd):
       sl = jax.tree.map(lambda x, g0=g0: x[g0:g0 + rcfg.utd], batches)
       state, m = sac.update(nets, state, scaler, sl, low, high, jax.random.fold_in(key, 2 * (done + g0) + 1))

@@ -71,4 +71,11 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.iql.sim_share = 0.5
   c.iql.bc_init = True
   c.iql.update_chunk = 1000
+  # SGFT-SAC (Yin et al. 2025; our reading, the paper gives no values [approximate]): RLPD's agent and budget
+  # (baselines.rlpd) with rewards shaped by V_sim (the expert values of the sim data distilled onto observations:
+  # `value_steps` Adam steps at `value_lr`) and a short discount (0.9: ~10-step horizon, against RLPD's 0.99).
+  c.sgft = ml_collections.ConfigDict()
+  c.sgft.discount = 0.9
+  c.sgft.value_steps = 20_000 if paper else 5000
+  c.sgft.value_lr = 3e-4
   return c

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
@@ -199,23 +198,16 @@ def train_updates(nets: Nets, state: IQLState, scaler: Any, replay: online.Repla
   FloatingPointError when a loss becomes non-finite."""
   cfg = nets.cfg
   rng, key = np.random.default_rng(seed), jax.random.PRNGKey(seed)
-  done, t0, metrics, last_log = 0, time.perf_counter(), {}, 0.0
-  while done < num_updates:
-    n = min(cfg.update_chunk, num_updates - done)
-    batches = online.draw_batches(cfg.batch_size, sim_share, replay, dataset, rng, jax.random.fold_in(key, done), n)
-    state, m = update(nets, state, scaler, batches, low, high)
-    metrics = {k: float(v) for k, v in m.items()}
-    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-    if bad:
-      raise FloatingPointError(f"{label}: non-finite {bad} after {done + n} updates")
-    done += n
-    now = time.perf_counter() - t0
-    if now - last_log >= 10.0 or done == num_updates:
-      last_log = now
-      log(f"{label}: update {done}/{num_updates} | value {metrics['value/loss']:.4f} | critic "
-          f"{metrics['critic/loss']:.4f} | actor {metrics['actor/loss']:.3f} | q {metrics['critic/q_mean']:.1f} | "
-          f"ETA {now / done * (num_updates - done):.0f}s")
-  return state, metrics
+
+  def apply(st: IQLState, start: int, n: int) -> tuple[IQLState, dict]:
+    batches = online.draw_batches(cfg.batch_size, sim_share, replay, dataset, rng, jax.random.fold_in(key, start), n)
+    return update(nets, st, scaler, batches, low, high)
+
+  def describe(m: dict) -> str:
+    return (f"value {m['value/loss']:.4f} | critic {m['critic/loss']:.4f} | actor {m['actor/loss']:.3f} | q "
+            f"{m['critic/q_mean']:.1f}")
+
+  return online.chunked_updates(state, num_updates, cfg.update_chunk, apply, describe, log, label)
 
 
 class IQLAgent:

@@ -144,6 +144,30 @@ def draw_batches(batch_size: int, sim_share: float, replay: Replay | None, datas
   return jax.tree.map(lambda *xs: jnp.stack(xs), *out)
 
 
+def chunked_updates(state: Any, num_updates: int, chunk: int, apply: Callable[[Any, int, int], tuple[Any, dict]],
+                    describe: Callable[[dict], str], log: Callable[[str], None] = print, label: str = "",
+                    multiple: int = 1) -> tuple[Any, dict]:
+  """`num_updates` updates as `apply(state, start, n) -> (state, metrics)` calls of n <= `chunk` updates each (n a
+  multiple of `multiple` while at least that many remain), a progress line with ETA at most every 10 s and at the
+  end (`describe(metrics)`). Returns (state, the last call's metrics as floats). Raises FloatingPointError naming
+  the metrics that became non-finite."""
+  done, t0, metrics, last_log = 0, time.perf_counter(), {}, 0.0
+  while done < num_updates:
+    n = min(chunk, num_updates - done)
+    n -= n % multiple if n >= multiple else 0
+    state, m = apply(state, done, n)
+    metrics = {k: float(v) for k, v in m.items()}
+    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+    if bad:
+      raise FloatingPointError(f"{label}: non-finite {bad} after {done + n} updates")
+    done += n
+    now = time.perf_counter() - t0
+    if now - last_log >= 10.0 or done == num_updates:
+      last_log = now
+      log(f"{label}: update {done}/{num_updates} | {describe(metrics)} | ETA {now / done * (num_updates - done):.0f}s")
+  return state, metrics
+
+
 def stack_transitions(steps: list[dict]) -> dict[str, np.ndarray]:
   """`run_episode(on_step=...)` transitions -> [N, ...] arrays."""
   return {k: np.stack([np.asarray(s[k], np.float32) for s in steps]) for k in TRANSITION_KEYS}

@@ -60,29 +60,24 @@ def train_updates(nets: sac.Nets, rcfg: RLPDConfig, state: sac.SACState, scaler:
   drawn chunk. Raises FloatingPointError when a loss becomes non-finite."""
   rng = np.random.default_rng(seed)
   key = jax.random.PRNGKey(seed)
-  done, t0, metrics, last_log = 0, time.perf_counter(), {}, 0.0
-  while done < num_updates:
-    n = min(rcfg.update_chunk, num_updates - done)
-    n -= n % rcfg.utd if n >= rcfg.utd else 0
+
+  def apply(st: sac.SACState, start: int, n: int) -> tuple[sac.SACState, dict]:
     batches = online.draw_batches(rcfg.batch_size, rcfg.sim_share, replay, dataset, rng,
-                                  jax.random.fold_in(key, 2 * done), n)
+                                  jax.random.fold_in(key, 2 * start), n)
     if transform is not None:
       batches = transform(batches)
+    m = {}
     for g0 in range(0, n, rcfg.utd):
       sl = jax.tree.map(lambda x, g0=g0: x[g0:g0 + rcfg.utd], batches)
-      state, m = sac.update(nets, state, scaler, sl, low, high, jax.random.fold_in(key, 2 * (done + g0) + 1))
-    metrics = {k: float(v) for k, v in m.items()}
-    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-    if bad:
-      raise FloatingPointError(f"{label}: non-finite {bad} after {done + n} updates")
-    done += n
-    now = time.perf_counter() - t0
-    if now - last_log >= 10.0 or done == num_updates:
-      last_log = now
-      log(f"{label}: update {done}/{num_updates} | critic loss {metrics['critic/loss']:.3f} | q "
-          f"{metrics['critic/q_mean']:.1f} | alpha {metrics['temperature/alpha']:.3g} | entropy "
-          f"{metrics['actor/entropy']:.2f} | ETA {now / done * (num_updates - done):.0f}s")
-  return state, metrics
+      st, m = sac.update(nets, st, scaler, sl, low, high, jax.random.fold_in(key, 2 * (start + g0) + 1))
+    return st, m
+
+  def describe(m: dict) -> str:
+    return (f"critic loss {m['critic/loss']:.3f} | q {m['critic/q_mean']:.1f} | alpha "
+            f"{m['temperature/alpha']:.3g} | entropy {m['actor/entropy']:.2f}")
+
+  return online.chunked_updates(state, num_updates, rcfg.update_chunk, apply, describe, log, label,
+                                multiple=rcfg.utd)
 
 
 def learn_online(nets: sac.Nets, rcfg: RLPDConfig, scaler: Any, env: Any, low: jax.Array, high: jax.Array,

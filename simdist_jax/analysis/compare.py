@@ -93,19 +93,20 @@ def _plot(summary: dict, key: str, path: pathlib.Path, ylabel: str) -> None:
   plt = report._pyplot()  # pylint: disable=protected-access
   fig, ax = plt.subplots(figsize=(7, 4.5))
   right = max([s["minutes"][-1] for s in summary.values()] + [1e-3])
-  for m, s in summary.items():
+  for i, (m, s) in enumerate(summary.items()):
+    color = f"C{i % 10}"
     y = np.asarray(s[key])
     cis = s[f"{key}_ci"]
     label = f"{m} ({len(s['seeds'])} seeds)"
     if len(y) == 1:  # no real data: a horizontal line
-      line = ax.axhline(y[0], ls="--", label=label)
+      ax.axhline(y[0], ls="--", color=color, label=label)
       if cis[0] is not None:
-        ax.axhspan(cis[0][0], cis[0][1], color=line.get_color(), alpha=0.12)
+        ax.axhspan(cis[0][0], cis[0][1], color=color, alpha=0.12)
       continue
     x = np.asarray(s["minutes"])
-    line, = ax.plot(x, y, marker="o", label=label)
+    ax.plot(x, y, marker="o", color=color, label=label)
     if all(c is not None for c in cis):
-      ax.fill_between(x, [c[0] for c in cis], [c[1] for c in cis], color=line.get_color(), alpha=0.2)
+      ax.fill_between(x, [c[0] for c in cis], [c[1] for c in cis], color=color, alpha=0.2)
   ax.set_xlim(left=0.0, right=right * 1.05)
   ax.set_xlabel("real data [min]")
   ax.set_ylabel(ylabel)
@@ -135,9 +136,10 @@ def write(run_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, plots
            "| method | seeds | rounds | real min (final) | round 0 | final | final - round 0 [95 % CI over seeds] | "
            "success round 0 -> final |", "|---|---|---|---|---|---|---|---|"]
   for m, s in summary.items():
+    change = ("no real data (a line)" if s["rounds"] == 0 else
+              f"{s['final_minus_round0']:+.1f} {_ci_text(s['final_minus_round0_ci'])}")
     lines.append(f"| {m} | {len(s['seeds'])} | {s['rounds']} | {s['minutes'][-1]:.2f} | {s['return'][0]:.1f} | "
-                 f"{s['return'][-1]:.1f} | {s['final_minus_round0']:+.1f} {_ci_text(s['final_minus_round0_ci'])} | "
-                 f"{s['success'][0]:.2f} -> {s['success'][-1]:.2f} |")
+                 f"{s['return'][-1]:.1f} | {change} | {s['success'][0]:.2f} -> {s['success'][-1]:.2f} |")
   lines += ["", "Curves (mean real return per round):", ""]
   for m, s in summary.items():
     lines.append(f"- {m}: " + " -> ".join(f"{v:.1f}" for v in s["return"]))

@@ -35,6 +35,7 @@ def test_comparison_of_a_tiny_synthetic_set(tmp_path):
   assert s["rlpd"]["missing"] == [str(b)] and s["rlpd"]["final_minus_round0_ci"] is None
   md = (tmp_path / "out" / "compare.md").read_text()
   assert f"rlpd is missing from: {b}" in md and "n/a (1 seed)" in md and "| simdist | 2 | 2 |" in md
+  assert "| bc | 2 | 0 | 0.00 | 20.0 | 20.0 | no real data (a line) |" in md
   assert "- simdist: 15.0 -> 25.0 -> 50.0" in md
   assert (tmp_path / "out" / "compare_return.png").stat().st_size > 0
   empty.mkdir()

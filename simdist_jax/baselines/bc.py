@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import pathlib
 import time
 from typing import Any, Callable
 
@@ -35,15 +34,13 @@ import optax
 
 from simdist_jax import config as config_lib
 from simdist_jax import fileio
-from simdist_jax import paths
 from simdist_jax.adapt import evaluation
 from simdist_jax.adapt.loop import eval_seeds
 from simdist_jax.baselines import losses
 from simdist_jax.baselines import networks
+from simdist_jax.baselines import online
 from simdist_jax.data import scaler as scaler_lib
-from simdist_jax.data import windows
-from simdist_jax.envs.registry import make_real_env, make_task
-from simdist_jax.planner import mppi
+from simdist_jax.envs.registry import make_real_env
 from simdist_jax.world_model import model as model_lib
 from simdist_jax.world_model import train as train_lib
 
@@ -202,46 +199,20 @@ class PolicyController:
 
 
 # ---- the stage ------------------------------------------------------------------------------------------------
-def baseline_dir(workdir: Any) -> pathlib.Path:
-  """`<workdir>/baselines/bc`."""
-  return paths.stage_dir(workdir, "baselines") / NAME
-
-
 def is_complete(cfg: Any, workdir: Any) -> bool:
   """results.json exists and says complete."""
   del cfg
-  p = baseline_dir(workdir) / "results.json"
-  return p.exists() and bool(fileio.read_json(p).get("complete", False))
-
-
-def load_transitions(cfg: Any, workdir: Any) -> windows.WindowDataset:
-  """The sim dataset as (o_t, a_t; o_{t+1}) windows (H = 0, T = 1, no margins: every step of every episode but its
-  last), split by episode with the run's `data.eval_fraction` and seed."""
-  return windows.load_dataset(paths.data_dir(workdir), H=0, T=1, start_margin=0, end_margin=0,
-                              eval_fraction=float(cfg.data.eval_fraction), seed=int(cfg.run.seed))
-
-
-def check_dims(dataset: Any, task: Any, name: str) -> None:
-  """ValueError naming the dataset when its feature dims are not the task's (data of another task)."""
-  for k in ("proprio", "extero", "action", "command"):
-    if int(dataset.dims[k]) != int(task.dims[k]):
-      raise ValueError(f"dataset {dataset.source} has {k} dim {dataset.dims[k]}, task {name!r} has "
-                       f"{task.dims[k]}: the data was generated for another task")
+  return online.results_complete(workdir, NAME)
 
 
 def run_stage(cfg: Any, workdir: Any) -> dict:
   """Trains BC on the run's sim dataset and evaluates it with the adaptation loop's protocol (round 0 only)."""
-  workdir = pathlib.Path(workdir)
-  out = baseline_dir(workdir)
+  out = online.baseline_dir(workdir, NAME)
   out.mkdir(parents=True, exist_ok=True)
   log = lambda msg: print(f"[baseline-bc] {msg}", flush=True)  # noqa: E731
-  dataset = load_transitions(cfg, workdir)
-  check_dims(dataset, make_task(cfg), cfg.task)
+  dataset, spec, scaler, low, high, seed = online.make_setup(cfg, workdir)
   bcfg = BCConfig.from_config(cfg.baselines.bc)
-  spec = model_lib.make_spec(cfg.model, dataset.dims)
   actor = make_actor(spec, bcfg)
-  scaler = model_lib.make_scaler(dataset.stats)
-  seed = int(cfg.run.seed)
   key_train, key_eval = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0xBC))
   log(f"{dataset.num_train_windows:,} training / {dataset.num_eval_windows:,} held-out transitions; "
       f"{bcfg.num_steps} steps of batch {bcfg.batch_size}")
@@ -255,8 +226,7 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
       k: (list(v) if isinstance(v, tuple) else v) for k, v in dataset.dims.items()},
       "scaler": scaler_lib.stats_to_json(dataset.stats), **train_summary})
 
-  pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=spec.horizon)
-  controller = PolicyController(actor, params, scaler, pcfg.action_low, pcfg.action_high)
+  controller = PolicyController(actor, params, scaler, low, high)
   acfg = cfg.adapt
   t0 = time.perf_counter()
   sim = evaluation.evaluate_episodes(make_real_env(cfg, "sim"), controller,

@@ -30,7 +30,6 @@ from simdist_jax import fileio
 from simdist_jax import paths
 from simdist_jax.adapt import evaluation
 from simdist_jax.adapt.loop import eval_seeds
-from simdist_jax.baselines import bc
 from simdist_jax.data import windows
 from simdist_jax.envs.registry import make_real_env, make_task
 from simdist_jax.planner import mppi
@@ -40,10 +39,25 @@ TRANSITION_KEYS = ("proprio", "extero", "command", "action", "reward", "next_pro
                    "not_done")
 
 
+def load_transitions(cfg: Any, workdir: Any) -> windows.WindowDataset:
+  """The sim dataset as (o_t, a_t; o_{t+1}) windows (H = 0, T = 1, no margins: every step of every episode but its
+  last), split by episode with the run's `data.eval_fraction` and seed."""
+  return windows.load_dataset(paths.data_dir(workdir), H=0, T=1, start_margin=0, end_margin=0,
+                              eval_fraction=float(cfg.data.eval_fraction), seed=int(cfg.run.seed))
+
+
+def check_dims(dataset: Any, task: Any, name: str) -> None:
+  """ValueError naming the dataset when its feature dims are not the task's (data of another task)."""
+  for k in ("proprio", "extero", "action", "command"):
+    if int(dataset.dims[k]) != int(task.dims[k]):
+      raise ValueError(f"dataset {dataset.source} has {k} dim {dataset.dims[k]}, task {name!r} has "
+                       f"{task.dims[k]}: the data was generated for another task")
+
+
 class Setup(NamedTuple):
   """What every baseline builds from the config and the run's sim data."""
 
-  dataset: windows.WindowDataset  # (o_t, a_t; o_{t+1}) windows of the sim data (`bc.load_transitions`)
+  dataset: windows.WindowDataset  # (o_t, a_t; o_{t+1}) windows of the sim data (`load_transitions`)
   spec: model_lib.ModelSpec       # SimDist's encoder architecture
   scaler: Any                     # the sim dataset's scaler (fixed)
   low: jax.Array                  # [A] action bounds (the planner's)
@@ -53,8 +67,8 @@ class Setup(NamedTuple):
 
 def make_setup(cfg: Any, workdir: Any) -> Setup:
   """Loads the sim transitions (checking they are this task's) and builds the shared pieces."""
-  dataset = bc.load_transitions(cfg, workdir)
-  bc.check_dims(dataset, make_task(cfg), cfg.task)
+  dataset = load_transitions(cfg, workdir)
+  check_dims(dataset, make_task(cfg), cfg.task)
   spec = model_lib.make_spec(cfg.model, dataset.dims)
   pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=spec.horizon)
   low = jnp.broadcast_to(jnp.asarray(pcfg.action_low, jnp.float32), (spec.action,))

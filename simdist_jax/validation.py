@@ -254,7 +254,8 @@ def _model(c: _Checks, dims: Mapping[str, Any] | None) -> Any:
   from simdist_jax.world_model import model as model_lib  # pylint: disable=import-outside-toplevel
   before = len(c.errors)
   for key in ("latent_dim", "history", "horizon", "num_steps", "batch_size", "log_every", "eval_every",
-              "eval_batches", "checkpoint_every", "keep_checkpoints", "finetune.batch_size", "finetune.num_steps"):
+              "eval_batches", "checkpoint_every", "keep_checkpoints", "finetune.batch_size", "finetune.num_steps",
+              "dynamics_ensemble"):
     c.need(f"model.{key}", SIZE)
   for key in ("encoder.proprio_hidden", "encoder.latent_hidden", "encoder.hm_channels", "encoder.hm_hidden",
               "mlp_head_hidden", "ar_hidden"):

@@ -35,9 +35,10 @@ from simdist_jax.world_model import model as model_lib
 
 # Fields of the `model` section that define the architecture (a checkpoint only fits a model built from the same).
 ARCH_KEYS = ("latent_dim", "history", "horizon", "heads", "dynamics", "return_mask", "encoder", "dynamics_net",
-             "reward_net", "value_net", "policy_net", "mlp_head_hidden", "ar_hidden", "dynamics_residual")
+             "reward_net", "value_net", "policy_net", "mlp_head_hidden", "ar_hidden", "dynamics_residual",
+             "dynamics_ensemble")
 # Architecture keys added after the first checkpoints were written, with the value that older configs meant.
-ARCH_DEFAULTS = {"dynamics_residual": False}
+ARCH_DEFAULTS = {"dynamics_residual": False, "dynamics_ensemble": 1}
 DIM_KEYS = ("proprio", "extero", "extero_shape", "action", "command")
 
 

@@ -11,7 +11,9 @@ r_k = r(s_k, a_k), value_k = V^e(s_k), flag_k. Hence (indices into the window):
 - BC targets action[H:H+T] with mask cumprod(flag[H:H+T]) (zero from the first non-expert step on).
 
 Every term is a plain mean of squared errors in z-scored units (official `losses.py`); masked BC entries still count
-in the mean's denominator, as in the official code.
+in the mean's denominator, as in the official code. With a dynamics ensemble (`model.dynamics_ensemble` = K > 1,
+not in the paper) the latent term is the mean over the K members of each member's own error (each is trained as a
+standalone model on the same batch), and the heads read the members' mean prediction, which the planner scores.
 """
 
 from typing import Any, Callable, Mapping, NamedTuple
@@ -126,12 +128,13 @@ def make_pretrain_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
     w_in = _augment(k_aug, w, noise_p, noise_e) if train else w
     tokens, z = _scaled_context(wm, params, sc, w_in)
     a_s, c_s = s(sc, "action", w.actions), s(sc, "command", w.commands)
-    z_hat = wm.apply(params, "latents", tokens, z, a_s, train=train, rng=k_dyn)
+    z_members = wm.apply(params, "member_latents", tokens, z, a_s, train=train, rng=k_dyn)  # [K, T, Z]
+    z_hat = jnp.mean(z_members, axis=0)  # what the planner scores (K = 1: the one decoder's prediction)
     z_hat_heads = jax.lax.stop_gradient(z_hat) if heads_sg else z_hat
     r_hat, v_hat = wm.apply(params, "returns", z, z_hat_heads, a_s, c_s, train=train, rng=k_ret)
     a_hat = wm.apply(params, "policy_chunk", tokens, c_s, train=train, rng=k_pi)
     return {
-      "latent": jnp.mean(jnp.square(z_hat - z_tgt)),
+      "latent": jnp.mean(jnp.square(z_members - z_tgt[None])),  # each member fits the targets on its own
       "reward": jnp.mean(jnp.square(r_hat - s(sc, "reward", w.reward))),
       "value": jnp.mean(jnp.square(v_hat - s(sc, "value", w.value))),
       "action": masked_bc_loss(a_hat, a_s, w.expert_flag),
@@ -179,8 +182,9 @@ def make_finetune_loss(wm: model_lib.WorldModel, model_cfg: Any) -> LossFn:
     w_in = _augment(k_aug, w, noise_p, noise_e) if (train and augment) else w
     tokens, z = _scaled_context(wm, params, sc, w_in)
     a_s = model_lib.scale(sc, "action", w.actions)
-    z_hat = wm.apply(params, "latents", tokens, z, a_s, train=train and dropout, rng=k_dyn)
-    out = {"latent": jnp.mean(jnp.square(z_hat - z_tgt))}
+    z_members = wm.apply(params, "member_latents", tokens, z, a_s, train=train and dropout, rng=k_dyn)
+    z_hat = jnp.mean(z_members, axis=0)
+    out = {"latent": jnp.mean(jnp.square(z_members - z_tgt[None]))}
     if head_w > 0.0:
       c_s = model_lib.scale(sc, "command", w.commands)
       r_hat, v_hat = wm.apply(params, "returns", z, z_hat, a_s, c_s, train=False)

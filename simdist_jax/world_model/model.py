@@ -76,6 +76,7 @@ class ModelSpec:
   dropout_attn: float
   dropout_mlp: float
   dynamics_residual: bool = False
+  dynamics_ensemble: int = 1
 
 
 def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
@@ -108,6 +109,7 @@ def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
     dropout_attn=float(m["dropout_attn"]),
     dropout_mlp=float(m["dropout_mlp"]),
     dynamics_residual=bool(m.get("dynamics_residual", False)),
+    dynamics_ensemble=int(m.get("dynamics_ensemble", 1)),
   )
   if spec.heads not in ("sequence", "mlp"):
     raise ValueError(f"model.heads must be 'sequence' or 'mlp', got {spec.heads!r}")
@@ -117,6 +119,8 @@ def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
     raise ValueError(f"model.return_mask must be 'bidirectional' or 'causal', got {spec.return_mask!r}")
   if spec.extero > 0 and int(np.prod(spec.extero_shape)) != spec.extero:
     raise ValueError(f"dims extero={spec.extero} does not match extero_shape={spec.extero_shape}")
+  if spec.dynamics_ensemble < 1:
+    raise ValueError(f"model.dynamics_ensemble must be >= 1, got {spec.dynamics_ensemble}")
   if spec.history < 1 or spec.horizon < 1:
     raise ValueError(f"history and horizon must be >= 1, got H={spec.history} T={spec.horizon}")
   return spec
@@ -268,6 +272,24 @@ class AutoregressiveDynamics(nn.Module):
     return z_hat
 
 
+class EnsembleDynamics(nn.Module):
+  """K independently initialised dynamics members (`spec.dynamics_ensemble`) run on the same inputs.
+
+  Members are submodules `member_0..member_{K-1}` (params under `dynamics/member_k/...`, so the finetuning path
+  filter "dynamics" trains them all); each draws its own init and dropout from its module path. Not in the paper:
+  an ensemble of the dynamics only, to average out the instance-specific error of one trained model.
+  """
+
+  spec: ModelSpec
+
+  @nn.compact
+  def __call__(self, queries: jax.Array, tokens: jax.Array, z: jax.Array, deterministic: bool) -> jax.Array:
+    """`[T, D]` queries, `[S, D]` context, `[Z]` -> `[K, T, Z]` (one prediction per member)."""
+    member = ChunkedDynamics if self.spec.dynamics == "chunked" else AutoregressiveDynamics
+    return jnp.stack([member(self.spec, name=f"member_{k}")(queries, tokens, z, deterministic)
+                      for k in range(self.spec.dynamics_ensemble)])
+
+
 class SequenceHead(nn.Module):
   """R or V: Linear + positional embedding -> 1-layer transformer encoder -> Linear(D -> 1)."""
 
@@ -324,7 +346,10 @@ class WorldModelNet(nn.Module):
     s = self.spec
     self.encoder = Encoder(s)
     self.history = History(s)
-    self.dynamics = ChunkedDynamics(s) if s.dynamics == "chunked" else AutoregressiveDynamics(s)
+    if s.dynamics_ensemble > 1:
+      self.dynamics = EnsembleDynamics(s)
+    else:  # K = 1 keeps the single decoder's parameter paths (`dynamics/decoder/...`)
+      self.dynamics = ChunkedDynamics(s) if s.dynamics == "chunked" else AutoregressiveDynamics(s)
     if s.heads == "sequence":
       self.reward = SequenceHead(s, s.reward_net)
       self.value = SequenceHead(s, s.value_net)
@@ -342,9 +367,15 @@ class WorldModelNet(nn.Module):
     z = self.encoder(proprio, extero)
     return self.history(self.encoder.project_proprio(proprio_hist), action_hist, z), z
 
+  def member_latents(self, tokens: jax.Array, z: jax.Array, actions: jax.Array,
+                     deterministic: bool = True) -> jax.Array:
+    """`[S, D]`, `[Z]`, `[T, A]` -> every dynamics member's z_hat `[K, T, Z]` (K = 1 without an ensemble)."""
+    z_hat = self.dynamics(self.history.embed_future_actions(actions), tokens, z, deterministic)
+    return z_hat if self.spec.dynamics_ensemble > 1 else z_hat[None]
+
   def latents(self, tokens: jax.Array, z: jax.Array, actions: jax.Array, deterministic: bool = True) -> jax.Array:
-    """`[S, D]`, `[Z]`, `[T, A]` -> z_hat `[T, Z]`."""
-    return self.dynamics(self.history.embed_future_actions(actions), tokens, z, deterministic)
+    """`[S, D]`, `[Z]`, `[T, A]` -> z_hat `[T, Z]` (with an ensemble: the members' mean prediction)."""
+    return jnp.mean(self.member_latents(tokens, z, actions, deterministic), axis=0)
 
   def returns(self, z: jax.Array, z_hat: jax.Array, actions: jax.Array, commands: jax.Array,
               deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
@@ -373,7 +404,7 @@ class WorldModel(NamedTuple):
   """Pure functions with the static config bound in; params/variables are always explicit arguments.
 
   Public entry points (single example, raw units, deterministic): `init`, `with_scaler`, `encode`, `context`,
-  `predict_latents`, `predict_returns`, `policy_chunk`. `apply(params, method, *args, train, rng)` runs a
+  `predict_latents`, `predict_returns`, `policy_chunk`, `predict_member_latents`. `apply(params, method, *args, train, rng)` runs a
   `WorldModelNet` method in z-scored units (training paths; dropout when `train=True`).
   """
 
@@ -386,6 +417,7 @@ class WorldModel(NamedTuple):
   predict_returns: Callable[..., tuple[jax.Array, jax.Array]]
   policy_chunk: Callable[..., jax.Array]
   apply: Callable[..., Any]
+  predict_member_latents: Callable[..., jax.Array] | None = None
 
 
 def _check(x: jax.Array, shape: tuple[int, ...], name: str) -> None:
@@ -402,7 +434,8 @@ def make_world_model(model_cfg: Any, dims: Mapping[str, Any]) -> WorldModel:
 
   def apply(params: Mapping[str, Any], method: str, *args: Any, train: bool = False,
             rng: jax.Array | None = None) -> Any:
-    kwargs = {"deterministic": not train} if method in ("latents", "returns", "policy_chunk") else {}
+    kwargs = ({"deterministic": not train} if method in ("latents", "member_latents", "returns", "policy_chunk")
+              else {})
     if train and rng is None:
       raise ValueError("apply(train=True) needs an rng for dropout")
     rngs = {"dropout": rng} if train else {}
@@ -445,10 +478,17 @@ def make_world_model(model_cfg: Any, dims: Mapping[str, Any]) -> WorldModel:
     return Context(tokens, z)
 
   def predict_latents(variables: Variables, ctx: Context, actions: jax.Array) -> jax.Array:
-    """a_{t..t+T-1} `[T, A]` -> z_hat_{t+1..t+T} `[T, Z]` in one pass."""
+    """a_{t..t+T-1} `[T, A]` -> z_hat_{t+1..t+T} `[T, Z]` in one pass (an ensemble's mean prediction)."""
     _check(actions, (T, A), "actions")
     _check(ctx.tokens, (2 * H + 1, Z), "ctx.tokens")
     return apply(variables["params"], "latents", ctx.tokens, ctx.z, scale(variables["scaler"], "action", actions))
+
+  def predict_member_latents(variables: Variables, ctx: Context, actions: jax.Array) -> jax.Array:
+    """a_{t..t+T-1} `[T, A]` -> every dynamics member's z_hat_{t+1..t+T} `[K, T, Z]` (K = 1 without an ensemble)."""
+    _check(actions, (T, A), "actions")
+    _check(ctx.tokens, (2 * H + 1, Z), "ctx.tokens")
+    return apply(variables["params"], "member_latents", ctx.tokens, ctx.z,
+                 scale(variables["scaler"], "action", actions))
 
   def predict_returns(variables: Variables, ctx: Context, z_hat: jax.Array, actions: jax.Array,
                       commands: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -469,7 +509,7 @@ def make_world_model(model_cfg: Any, dims: Mapping[str, Any]) -> WorldModel:
     return unscale(sc, "action", a)
 
   return WorldModel(spec, init, with_scaler, encode, context, predict_latents, predict_returns, policy_chunk,
-                    apply)
+                    apply, predict_member_latents)
 
 
 def param_count(tree: Any) -> int:

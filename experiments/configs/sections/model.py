@@ -57,6 +57,10 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # and steps the direct decoder predicts one step ahead 10x worse than copying z_t and the planner cannot rank
   # action chunks (docs/results.md, "CartPole world model").
   c.dynamics_residual = preset == "small"
+  # K independently initialised dynamics decoders trained side by side on the same batches, each on its own latent
+  # loss; the planner scores the members' mean prediction (not in the paper: 1 = the paper's single decoder).
+  # Averages out the instance-specific error of one trained model (docs/results.md, "A dynamics ensemble").
+  c.dynamics_ensemble = 1
   # Reward/value heads read the predicted latents under stop-gradient, so their losses do not shape the dynamics:
   # the dynamics learns only to predict encoder latents (the one objective finetuning keeps). The paper lets the
   # gradients through (False). The encoder still learns from the reward loss through z_t and from BC.

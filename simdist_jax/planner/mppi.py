@@ -35,6 +35,7 @@ SHIFT_FILLS = ("repeat", "zero")
 TERMINAL_DISCOUNTS = ("T", "T+1")
 MODES = ("mppi", "cem")
 WEIGHTINGS = ("absolute", "spread")
+ENSEMBLE_SCORES = ("mean_latent", "mean_return")
 
 Bound = float | tuple[float, ...]
 
@@ -70,6 +71,11 @@ class PlannerConfig:
   # The noise-free policy-head chunk pi[:h] is always one of the prior candidates (the paper's prior samples all
   # carry `prior_std` noise, so pi itself is never scored).
   prior_mean_candidate: bool = False
+  # With a dynamics ensemble (`model.dynamics_ensemble` K > 1): "mean_latent" scores the members' mean predicted
+  # trajectory (one head evaluation per candidate); "mean_return" scores every member's trajectory and ranks by
+  # mean_k R_k - ensemble_penalty * std_k R_k (K head evaluations). No effect with K = 1.
+  ensemble_score: str = "mean_latent"
+  ensemble_penalty: float = 0.0
   action_low: Bound = -1.0  # lower action bound (scalar or per-dimension tuple).
   action_high: Bound = 1.0  # upper action bound (scalar or per-dimension tuple).
 
@@ -98,6 +104,8 @@ class PlannerConfig:
     need(self.terminal_discount in TERMINAL_DISCOUNTS, "terminal_discount", f"one of {TERMINAL_DISCOUNTS}")
     need(self.mode in MODES, "mode", f"one of {MODES}")
     need(self.weighting in WEIGHTINGS, "weighting", f"one of {WEIGHTINGS}")
+    need(self.ensemble_score in ENSEMBLE_SCORES, "ensemble_score", f"one of {ENSEMBLE_SCORES}")
+    need(self.ensemble_penalty >= 0.0, "ensemble_penalty", ">= 0")
     need(not self.prior_mean_candidate or self.num_prior_samples >= 1, "prior_mean_candidate",
          "False when there are no prior samples (prior_share * num_samples < 1)")
     low, high = (tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in (self.action_low, self.action_high))
@@ -160,6 +168,9 @@ class PlannerConfig:
         mode=str(section["mode"]),
         weighting=str(section["weighting"]),
         prior_mean_candidate=bool(section["prior_mean_candidate"]),
+        # added later: run records written before have neither (their meaning: the defaults)
+        ensemble_score=str(section.get("ensemble_score", "mean_latent")),
+        ensemble_penalty=float(section.get("ensemble_penalty", 0.0)),
         action_low=bound(section["action_low"]),
         action_high=bound(section["action_high"]),
     )
@@ -406,8 +417,16 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
   # Candidates are planned over h steps; if h < T the model sees them padded with the policy prior's tail.
   tail = prior_chunk[h:]
 
+  members = int(getattr(getattr(model, "spec", None), "dynamics_ensemble", 1))
+  per_member = cfg.ensemble_score == "mean_return" and members > 1
+
   def candidate_return(actions: jax.Array) -> jax.Array:  # [h, A] -> scalar
     full = jnp.concatenate([actions, tail], axis=0)
+    if per_member:  # every member's trajectory scored by the heads: [K]
+      z_members = model.predict_member_latents(variables, ctx, full)
+      score = lambda z_hat: discounted_return(cfg, *model.predict_returns(variables, ctx, z_hat, full, commands))  # noqa: E731
+      returns = jax.vmap(score)(z_members)
+      return jnp.mean(returns) - cfg.ensemble_penalty * jnp.std(returns)
     z_hat = model.predict_latents(variables, ctx, full)
     rewards, values = model.predict_returns(variables, ctx, z_hat, full, commands)
     return discounted_return(cfg, rewards, values)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -361,3 +362,59 @@ def test_spread_weighting_is_invariant_to_the_return_scale():
   std = np.std([1.0, 2.0, 3.0])
   expect = np.exp(-np.array([0.0, 1.0, 2.0]) / std)
   np.testing.assert_allclose(w_sp, expect / expect.sum(), rtol=1e-5)
+
+
+class _EnsembleStandIn(NamedTuple):
+  """Two-member scalar stand-in: member k predicts z_1 = z_0 + g_k a_0 (g = 1, 3); r_0 = -R a_0^2, V_1 = -P z_1^2."""
+
+  spec: Any
+  context: Any
+  predict_latents: Any
+  predict_returns: Any
+  policy_chunk: Any
+  predict_member_latents: Any
+
+
+def _ensemble_stand_in(gains=(1.0, 3.0), r=0.5, p=1.0):
+  g = jnp.asarray(gains, jnp.float32)
+  members = lambda v, ctx, a: ctx.z[None, None, :] + g[:, None, None] * a[None]  # noqa: E731  [K, 1, 1]
+  def returns(v, ctx, z_hat, a, c):
+    return -r * jnp.square(a[:, 0]), -p * jnp.square(z_hat[:, 0])
+  return _EnsembleStandIn(
+      spec=type("Spec", (), {"dynamics_ensemble": len(gains)})(),
+      context=None,
+      predict_latents=lambda v, ctx, a: jnp.mean(members(v, ctx, a), axis=0),
+      predict_returns=returns,
+      policy_chunk=lambda v, ctx, c: jnp.zeros((1, 1)),
+      predict_member_latents=members)
+
+
+@pytest.mark.parametrize("score,penalty", [("mean_latent", 0.0), ("mean_return", 0.0), ("mean_return", 1.0)])
+def test_ensemble_scores_reach_their_own_optimum(score, penalty):
+  # Hand-worked: J_k(a) = -R a^2 - gamma P (1 + g_k a)^2. "mean_latent" maximizes J at the mean gain (2):
+  # a* = -gamma P g_bar / (R + gamma P g_bar^2); "mean_return" maximizes mean_k J_k:
+  # a* = -gamma P g_bar / (R + gamma P mean(g^2)); with a penalty the oracle is a grid search of mean - c std.
+  gamma, r, p = 0.95, 0.5, 1.0
+  model = _ensemble_stand_in(r=r, p=p)
+  cfg = mppi.PlannerConfig(num_samples=512, num_prior_samples=0, iterations=12, num_elites=32,
+                           inverse_temperature=50.0, init_std=1.0, min_std=1e-4, prior_std=0.0, discount=gamma,
+                           horizon=1, warm_start="none", action_low=-2.0, action_high=2.0, ensemble_score=score,
+                           ensemble_penalty=penalty)
+  ctx = type("Ctx", (), {"z": jnp.ones((1,))})()
+  chunk, _, _ = mppi.plan(cfg, model, {}, mppi.init_state(cfg, 1, jax.random.key(0)), ctx, jnp.zeros((2, 0)))
+  grid = np.linspace(-1.0, 1.0, 200_001)
+  j = -r * grid[None] ** 2 - gamma * p * (1.0 + np.array([[1.0], [3.0]]) * grid[None]) ** 2  # [K, grid]
+  if score == "mean_latent":
+    expected = -gamma * p * 2.0 / (r + gamma * p * 4.0)  # -0.4419
+  elif penalty == 0.0:
+    expected = -gamma * p * 2.0 / (r + gamma * p * 5.0)  # -0.3619
+  else:
+    expected = grid[np.argmax(j.mean(0) - penalty * j.std(0))]
+  assert float(chunk[0, 0]) == pytest.approx(expected, abs=5e-3)
+
+
+def test_ensemble_score_is_validated():
+  with pytest.raises(ValueError, match="ensemble_score"):
+    dataclasses.replace(BASE, ensemble_score="median")
+  with pytest.raises(ValueError, match="ensemble_penalty"):
+    dataclasses.replace(BASE, ensemble_penalty=-1.0)

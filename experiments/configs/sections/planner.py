@@ -44,6 +44,11 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # Always score the noise-free policy-head chunk as one prior candidate (the paper's prior samples all carry
   # prior_std noise, so the policy head's own chunk is never a candidate).
   c.prior_mean_candidate = False
+  # Only with a dynamics ensemble (`model.dynamics_ensemble` K > 1; not in the paper): "mean_latent" scores the
+  # members' mean predicted trajectory; "mean_return" scores each member's trajectory and ranks candidates by
+  # mean_k R_k - ensemble_penalty * std_k R_k (K times the head evaluations).
+  c.ensemble_score = "mean_latent"
+  c.ensemble_penalty = 0.0
   # Gaussian samples per iteration (official `num_samples`).
   c.num_samples = 450 if style == "simdist" else 512
   # Policy-prior samples = int(num_samples * prior_share) (official `mixture_coef`; 450 * 0.05 -> 22).

@@ -30,7 +30,13 @@ def _parser() -> argparse.ArgumentParser:
   for name, st in stages.STAGES.items():
     s = sub.add_parser(name, help=st.help)
     if st.kind == "run_dir":
-      s.add_argument("run_dir", help="run directory (holds config.json and the stage outputs)")
+      s.add_argument("run_dir", nargs="+" if name == "report" else None,
+                     help="run directory (holds config.json and the stage outputs)"
+                     + ("; several: one comparison of SimDist and every baseline over them (needs --out)"
+                        if name == "report" else ""))
+      if name == "report":
+        s.add_argument("--out", default=None, help="with several run directories: where compare.md and the plots "
+                                                   "go (mean and 95 %% interval over the runs, one per seed)")
       continue
     s.add_argument("--config", required=True, help="path/to/task.py:preset (preset: small|paper)")
     s.add_argument("--workdir", default=None, help="run directory (default runs/<task>_<preset>)")
@@ -83,6 +89,27 @@ def console_log(workdir: pathlib.Path, argv: list[str]) -> Iterator[pathlib.Path
       sys.stdout, sys.stderr = out, err
 
 
+def _compare(run_dirs: list[pathlib.Path], out: str | None) -> int:
+  """`simdist-jax report RUN_DIR RUN_DIR ... --out DIR`: `analysis.compare` over the run directories."""
+  from simdist_jax.analysis import compare  # pylint: disable=import-outside-toplevel
+  if not out:
+    print("simdist-jax report: several run directories make one comparison; say where it goes with --out DIR",
+          file=sys.stderr)
+    return 2
+  missing = [str(d) for d in run_dirs if not (d / "config.json").exists()]
+  if missing:
+    print(f"simdist-jax report: not run directories (no config.json): {', '.join(missing)}", file=sys.stderr)
+    return 2
+  try:
+    compare.write(run_dirs, out)
+  except FileNotFoundError as e:
+    print(f"simdist-jax report: {e}", file=sys.stderr)
+    return 2
+  print(f"[report] wrote {pathlib.Path(out) / 'compare.md'} (+ compare_return.png, compare_success.png) over "
+        f"{len(run_dirs)} run directories", flush=True)
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   """Runs `simdist-jax <stage> ...` on `argv` (default `sys.argv[1:]`); returns 0, or 2 on a usage/config/lock error."""
   argv = list(sys.argv[1:] if argv is None else argv)
@@ -96,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     args.stage = f"baseline-{args.algo}"
   st = stages.STAGES[args.stage]
   extra = {}
+  if args.stage == "report":
+    run_dirs = [pathlib.Path(d).absolute() for d in args.run_dir]
+    if len(run_dirs) > 1 or args.out:
+      return _compare(run_dirs, args.out)
+    args.run_dir = run_dirs[0]
   if st.kind == "run_dir":
     workdir = pathlib.Path(args.run_dir).absolute()
     if not (workdir / "config.json").exists():

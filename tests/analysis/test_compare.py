@@ -47,3 +47,20 @@ def test_interval_hand_cases():
   assert compare.interval([3.0]) is None
   lo, hi = compare.interval([1.0, 1.0, 1.0])
   assert lo == hi == 1.0
+
+
+def test_cli_report_over_several_run_directories(tmp_path, capsys):
+  from simdist_jax import cli
+  a, b = tmp_path / "a", tmp_path / "b"
+  for wd, rets in ((a, [10, 30]), (b, [20, 50])):
+    _write(wd, "simdist", rets)
+    (wd / "config.json").write_text("{}")
+  assert cli.main(["report", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+  md = (tmp_path / "cmp" / "compare.md").read_text()
+  assert "- simdist: 15.0 -> 40.0" in md and "| simdist | 2 | 1 |" in md
+  # Several directories need --out; a directory that is not a run directory is named.
+  assert cli.main(["report", str(a), str(b)]) == 2
+  assert "--out" in capsys.readouterr().err
+  (tmp_path / "c").mkdir()
+  assert cli.main(["report", str(a), str(tmp_path / "c"), "--out", str(tmp_path / "cmp2")]) == 2
+  assert str(tmp_path / "c") in capsys.readouterr().err

@@ -143,6 +143,12 @@ _TABLE = (
           keys=Fingerprint(("baselines.sgft", "baselines.rlpd", "baselines.bc", "adapt.rounds",
                             "adapt.episodes_per_round") + _BASELINE_SHARED + _REAL), upstream=("generate",),
           dir="baselines/sgft"),
+    # PPO finetuning reads the expert's checkpoints, not the sim data: upstream `expert`, and of the shared keys
+    # only the real-data budget and the evaluation.
+    Stage("baseline-ppo", "PPO finetuning of the privileged expert under the adaptation loop's budget and protocol",
+          run="simdist_jax.baselines.ppo:run_stage", complete="simdist_jax.baselines.ppo:is_complete",
+          keys=Fingerprint(("baselines.ppo", "adapt.rounds", "adapt.episodes_per_round", "adapt.eval_episodes",
+                            "adapt.sim_eval_episodes") + _REAL), upstream=("expert",), dir="baselines/ppo"),
     Stage("report", "write report.md for a run directory",
           run="simdist_jax.analysis.report:run_stage", complete=None,
           upstream=("expert-eval", "data-report", "adapt"), dir="report", record=None, kind="run_dir"),

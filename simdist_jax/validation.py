@@ -375,6 +375,17 @@ def _baselines(c: _Checks) -> None:
   c.need("baselines.sgft.discount", _num_in(0.0, 1.0, hi_open=True))
   c.need("baselines.sgft.value_steps", SIZE)
   c.need("baselines.sgft.value_lr", POSITIVE)
+  o = "baselines.ppo"
+  for key in ("learning_rate", "desired_kl", "clipping_epsilon"):
+    c.need(f"{o}.{key}", POSITIVE)
+  for key in ("entropy_cost", "clipping_epsilon_value", "vf_loss_coefficient", "max_grad_norm"):
+    c.need(f"{o}.{key}", NON_NEGATIVE)
+  c.need(f"{o}.discounting", _num_in(0.0, 1.0, lo_open=True))
+  c.need(f"{o}.gae_lambda", RATIO)
+  c.need(f"{o}.learning_rate_schedule", _one_of(("NONE", "ADAPTIVE_KL")))
+  for key in ("num_minibatches", "num_updates_per_batch"):
+    c.need(f"{o}.{key}", SIZE)
+  c.need(f"{o}.normalize_advantage", ((lambda v: isinstance(v, bool)), "True or False"))
   k, m = c.get(f"{r}.num_critics"), c.get(f"{r}.critic_subset")
   if _is_int(k) and _is_int(m) and not m <= k:
     c.errors.append(f"{r}.critic_subset={m}: must be <= {r}.num_critics={k}")

@@ -71,6 +71,20 @@ def test_pipeline_end_to_end(tmp_path, capsys):
   assert np.isfinite(iq["rounds"][0]["offline/value/loss"]) and np.isfinite(iq["sim_return"])
   sg = stages.run_one("baseline-sgft", base, tmp_path)
   assert sg["complete"] and len(sg["rounds"]) == 3 and np.isfinite(sg["rounds"][0]["sgft/value_heldout_mse"])
+  _check_ppo(stages.run_one("baseline-ppo", base, tmp_path), tmp_path, adapt_round0)
   from simdist_jax.analysis import compare  # pylint: disable=import-outside-toplevel
   summary = compare.write([tmp_path], tmp_path / "compare")
-  assert set(summary) == {"simdist", "bc", "rlpd", "iql", "sgft"}
+  assert set(summary) == {"simdist", "bc", "rlpd", "iql", "sgft", "ppo"}
+
+
+def _check_ppo(pp, workdir, adapt_round0):
+  """PPO finetuning of the tiny expert: the loop's budget and seeds, on-policy transitions with what PPO needs."""
+  from simdist_jax import fileio  # pylint: disable=import-outside-toplevel
+  assert pp["complete"] and [r["real_transitions"] for r in pp["rounds"]] == [0, 2 * 60, 4 * 60]
+  assert len(pp["rounds"][0]["real/returns"]) == len(adapt_round0["real/returns"])  # the same evaluation seeds
+  assert np.isfinite(pp["sim_return"]) and "real/return_vs_round0" in pp["rounds"][2]
+  assert all(np.isfinite(r["train/ppo/kl"]) and r["train/ppo/lr"] > 0 for r in pp["rounds"][1:])
+  tr = fileio.load_npz(workdir / "baselines" / "ppo" / "rounds" / "round_02" / "transitions.npz")
+  assert tr["last"].sum() == 2 and tr["last"][59] == 1 and tr["not_done"].min() == 1  # two time-limited episodes
+  np.testing.assert_allclose(np.tanh(tr["raw_action"]), tr["action"], atol=1e-6)  # the stored pre-tanh samples
+  np.testing.assert_array_equal(tr["next_privileged_state"][:59], tr["privileged_state"][1:60])

@@ -61,7 +61,11 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     stop: `stop(info) -> bool` after every step; True ends the episode (e.g. a course cleared).
     on_step: `on_step(transition)` after every step with the transition as numpy arrays: {"proprio", "extero",
       "command", "action" (applied), "reward", "next_proprio", "next_extero", "next_command", "not_done" (0 only
-      when the step failed the episode, not at the time limit)} (the RL baselines' replay).
+      when the step failed the episode, not at the time limit), "last" (1 when the episode ends with this step:
+      failure, time limit, `max_steps` or `stop`)} (the RL baselines' replay), plus "privileged_state" and
+      "next_privileged_state" when the env observes them (the twin does), and whatever `controller.
+      transition_extras()` returns when the controller has that method (e.g. a stochastic policy's pre-squash
+      sample, which the applied action cannot be inverted to once tanh saturates).
   """
   key_env, key_plan = jax.random.split(key)
   obs = env.reset(key_env if reset_key is None else reset_key)
@@ -82,17 +86,26 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
         controller.replace_last_action(action)
     if recorder is not None:
       recorder.record(proprio, extero, action, command, steps * env.dt)
+    prev = obs
     obs, reward, done, info = env.step(action)
+    steps += 1
+    ends = bool(done or (max_steps is not None and steps >= max_steps) or (stop is not None and stop(info)))
     if on_step is not None:
       nxt = (np.asarray(x) for x in env.task.split_state(obs["state"]))
-      on_step({"proprio": proprio, "extero": extero, "command": command, "action": np.asarray(action, np.float32),
-               "reward": np.float32(reward), **dict(zip(("next_proprio", "next_extero", "next_command"), nxt, strict=True)),
-               "not_done": np.float32(0.0 if info["failed"] else 1.0)})
+      transition = {"proprio": proprio, "extero": extero, "command": command,
+                    "action": np.asarray(action, np.float32), "reward": np.float32(reward),
+                    **dict(zip(("next_proprio", "next_extero", "next_command"), nxt, strict=True)),
+                    "not_done": np.float32(0.0 if info["failed"] else 1.0), "last": np.float32(ends)}
+      if "privileged_state" in obs:
+        transition["privileged_state"] = np.asarray(prev["privileged_state"], np.float32)
+        transition["next_privileged_state"] = np.asarray(obs["privileged_state"], np.float32)
+      if hasattr(controller, "transition_extras"):
+        transition.update(controller.transition_extras())
+      on_step(transition)
     total += reward
-    steps += 1
     last = env.task.success(info["metrics"])
     successes += int(bool(last))
-    if done or (max_steps is not None and steps >= max_steps) or (stop is not None and stop(info)):
+    if ends:
       failed = info["failed"]
       break
   has = last is not None
@@ -106,9 +119,10 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
   return out
 
 
-def evaluate_episodes(env, controller, seeds: Sequence[int]) -> dict:
-  """Per-episode returns and success over fixed seeds (no recording), with their means and stds."""
-  outs = [run_episode(env, controller, jax.random.PRNGKey(int(s))) for s in seeds]
+def evaluate_episodes(env, controller, seeds: Sequence[int], full_obs: bool = False) -> dict:
+  """Per-episode returns and success over fixed seeds (no recording), with their means and stds (`full_obs`: the
+  controller reads the whole obs dict, as `run_episode`'s)."""
+  outs = [run_episode(env, controller, jax.random.PRNGKey(int(s)), full_obs=full_obs) for s in seeds]
   rets = [o["return"] for o in outs]
   return {"return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)), "returns": rets,
           "success": [o["success_frac"] for o in outs], "success_final": [o["success_final"] for o in outs],

@@ -7,6 +7,11 @@ collection seeds (seed * 100000 + j * 1000 + i, as `adapt`), appends them to the
 `adapt.eval_episodes` evaluation seeds (paired bootstrap CIs against round 0). Round 0 is also evaluated on the
 sim seeds (`adapt.sim_eval_episodes`), the sanity check of the sim-only phase against the expert.
 
+An agent may declare `extra_keys` (transition keys beyond `TRANSITION_KEYS` that `run_episode(on_step=...)` provides,
+kept in its replay and `transitions.npz`: e.g. the privileged states, the episode-end flag `last` and its
+controller's `transition_extras`) and `full_obs = True` (its controllers read the twin's whole obs dict, privileged
+state included, in collection and evaluation: the privileged PPO expert).
+
 Layout of `<workdir>/baselines/<name>/`: `rounds/round_<jj>/` (two digits, as `adapt`) holds `transitions.npz` (that round's real
 transitions), `agent.msgpack` (the agent state after round j, flax serialization) and `round.json` (its presence
 marks the round complete, so an interrupted run resumes at the first incomplete round); `results.json` the curve,
@@ -77,7 +82,7 @@ def make_setup(cfg: Any, workdir: Any) -> Setup:
 
 
 class Agent(Protocol):
-  """A real-data baseline as the rounds drive it."""
+  """A real-data baseline as the rounds drive it (optional attributes `extra_keys`, `full_obs`: module doc)."""
 
   name: str
 
@@ -96,18 +101,20 @@ class Agent(Protocol):
 
 
 class Replay:
-  """Real transitions in host memory (`TRANSITION_KEYS`), appended episode by episode; uniform sampling."""
+  """Real transitions in host memory (`keys`, default `TRANSITION_KEYS`), appended episode by episode; uniform
+  sampling."""
 
-  def __init__(self) -> None:
-    self._parts: dict[str, list[np.ndarray]] = {k: [] for k in TRANSITION_KEYS}
+  def __init__(self, keys: tuple[str, ...] = TRANSITION_KEYS) -> None:
+    self.keys = tuple(keys)
+    self._parts: dict[str, list[np.ndarray]] = {k: [] for k in self.keys}
     self._arrays: dict[str, np.ndarray] | None = None
 
   def add(self, transitions: dict[str, np.ndarray]) -> None:
     """Appends [N, ...] arrays of every transition key."""
-    n = {int(np.asarray(transitions[k]).shape[0]) for k in TRANSITION_KEYS}
+    n = {int(np.asarray(transitions[k]).shape[0]) for k in self.keys}
     if len(n) != 1:
       raise ValueError(f"transition arrays disagree on their length: {n}")
-    for k in TRANSITION_KEYS:
+    for k in self.keys:
       self._parts[k].append(np.asarray(transitions[k], np.float32))
     self._arrays = None
 
@@ -182,23 +189,24 @@ def chunked_updates(state: Any, num_updates: int, chunk: int, apply: Callable[[A
   return state, metrics
 
 
-def stack_transitions(steps: list[dict]) -> dict[str, np.ndarray]:
-  """`run_episode(on_step=...)` transitions -> [N, ...] arrays."""
-  return {k: np.stack([np.asarray(s[k], np.float32) for s in steps]) for k in TRANSITION_KEYS}
+def stack_transitions(steps: list[dict], keys: tuple[str, ...] = TRANSITION_KEYS) -> dict[str, np.ndarray]:
+  """`run_episode(on_step=...)` transitions -> [N, ...] arrays of `keys`."""
+  return {k: np.stack([np.asarray(s[k], np.float32) for s in steps]) for k in keys}
 
 
-def collect(env: Any, controller: Any, seeds: list[int]) -> tuple[dict, list[float]]:
-  """Episodes of `controller` on `seeds`: (their transitions [N, ...], their returns)."""
+def collect(env: Any, controller: Any, seeds: list[int], keys: tuple[str, ...] = TRANSITION_KEYS,
+            full_obs: bool = False) -> tuple[dict, list[float]]:
+  """Episodes of `controller` on `seeds`: (their transitions [N, ...] of `keys`, their returns)."""
   steps: list[dict] = []
   returns = []
   for s in seeds:
-    out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append)
+    out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append, full_obs=full_obs)
     returns.append(out["return"])
-  return stack_transitions(steps), returns
+  return stack_transitions(steps, keys), returns
 
 
-def _evaluate(env: Any, controller: Any, seeds: list[int], round0: dict | None) -> dict:
-  ev = evaluation.evaluate_episodes(env, controller, seeds)
+def _evaluate(env: Any, controller: Any, seeds: list[int], round0: dict | None, full_obs: bool = False) -> dict:
+  ev = evaluation.evaluate_episodes(env, controller, seeds, full_obs=full_obs)
   row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
          "real/success_mean": ev["success_mean"], "real/success": ev["success"],
          "real/success_final": ev["success_final"]}
@@ -227,7 +235,9 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
   seed, acfg = int(cfg.run.seed), cfg.adapt
   real_env = make_real_env(cfg, "real")
   seeds_eval = eval_seeds(seed, int(acfg.eval_episodes))
-  replay = Replay()
+  keys = TRANSITION_KEYS + tuple(getattr(agent, "extra_keys", ()))
+  full_obs = bool(getattr(agent, "full_obs", False))
+  replay = Replay(keys)
   rounds: list[dict] = []
   state, template = None, agent.template(key)
   t_stage, n_rounds = time.perf_counter(), int(acfg.rounds) + 1
@@ -238,7 +248,7 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
       rounds.append(fileio.read_json(done_file))
       state = flax.serialization.from_bytes(template, (rdir / "agent.msgpack").read_bytes())
       if j > 0:
-        replay.add(dict(fileio.load_npz(rdir / "transitions.npz", required=TRANSITION_KEYS)))
+        replay.add(dict(fileio.load_npz(rdir / "transitions.npz", required=keys)))
       log(f"round {j}: complete, skipped (return {rounds[-1]['real/return_mean']:.2f})")
       continue
     t0 = time.perf_counter()
@@ -247,24 +257,25 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
       state, metrics = agent.init(key, log)
       row.update(metrics)
       sim = evaluation.evaluate_episodes(make_real_env(cfg, "sim"), agent.controller(state, True),
-                                         eval_seeds(seed, int(acfg.sim_eval_episodes)))
+                                         eval_seeds(seed, int(acfg.sim_eval_episodes)), full_obs=full_obs)
       row.update({"real_minutes": 0.0, "real_episodes": 0, "real_transitions": 0,
                   "sim/return_mean": sim["return_mean"], "sim/return_std": sim["return_std"],
                   "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
     else:
       round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
-      trans, coll_returns = collect(real_env, agent.controller(state, False), round_seeds)
+      trans, coll_returns = collect(real_env, agent.controller(state, False), round_seeds, keys, full_obs)
       replay.add(trans)
       n_new = int(trans["reward"].shape[0])
       log(f"round {j}: collected {len(round_seeds)} episodes ({n_new} steps, returns "
-          f"{', '.join(f'{r:.1f}' for r in coll_returns)}); training on {len(replay)} real transitions + sim")
+          f"{', '.join(f'{r:.1f}' for r in coll_returns)}); {len(replay)} real transitions so far")
       state, metrics = agent.update(state, replay, n_new, seed * 7919 + j, log, f"round {j}")
       row.update({f"train/{k}": v for k, v in metrics.items()})
       row.update({"real_transitions": len(replay), "real_episodes": j * len(round_seeds),
                   "real_minutes": len(replay) * real_env.dt / 60.0, "collect/returns": coll_returns})
       rdir.mkdir(parents=True, exist_ok=True)
       fileio.save_npz(rdir / "transitions.npz", trans)
-    row.update(_evaluate(real_env, agent.controller(state, True), seeds_eval, rounds[0] if rounds else None))
+    row.update(_evaluate(real_env, agent.controller(state, True), seeds_eval, rounds[0] if rounds else None,
+                         full_obs))
     row["wall_s"] = time.perf_counter() - t0
     rdir.mkdir(parents=True, exist_ok=True)
     fileio.write_bytes(rdir / "agent.msgpack", flax.serialization.to_bytes(state))

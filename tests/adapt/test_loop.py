@@ -382,3 +382,31 @@ def test_run_episode_hands_every_transition_to_on_step():
   evaluation.run_episode(_FailingEnv(), _FakeController(), jax.random.PRNGKey(0), on_step=steps.append)
   assert [s["not_done"] for s in steps] == [1.0] * 9 + [0.0] and [float(s["reward"]) for s in steps] == list(
       map(float, range(1, 11)))
+  assert [s["last"] for s in steps] == [0.0] * 9 + [1.0] and "privileged_state" not in steps[0]
+
+
+class _PrivilegedEnv(_FakeEnv):
+  """As `_FakeEnv`, with a privileged state (the step count) in the obs."""
+
+  def reset(self, key):
+    return dict(super().reset(key), privileged_state=np.zeros(1, np.float32))
+
+  def step(self, action):
+    obs, r, done, info = super().step(action)
+    return dict(obs, privileged_state=np.full(1, self.t, np.float32)), r, done, info
+
+
+class _SamplingController(_FakeController):
+  def transition_extras(self):
+    return {"raw_action": np.full(1, len(self.hist), np.float32)}
+
+
+def test_on_step_carries_the_episode_end_privileged_states_and_controller_extras():
+  steps = []
+  evaluation.run_episode(_PrivilegedEnv(), _SamplingController(), jax.random.PRNGKey(0), on_step=steps.append,
+                         max_steps=5)
+  assert len(steps) == 5 and [s["last"] for s in steps] == [0.0] * 4 + [1.0]  # max_steps ends it: last, not failed
+  assert all(s["not_done"] == 1.0 for s in steps)
+  assert [float(s["privileged_state"][0]) for s in steps] == [0, 1, 2, 3, 4]
+  assert [float(s["next_privileged_state"][0]) for s in steps] == [1, 2, 3, 4, 5]
+  assert [float(s["raw_action"][0]) for s in steps] == [1, 2, 3, 4, 5]

@@ -7,6 +7,8 @@ action bounds (`planner.action_low/high`) and the evaluation protocol of the ada
 """
 import ml_collections
 
+from experiments.configs.sections import expert as expert_section
+
 
 def _lr(peak: float, warmup: int, decay_steps: int, end: float) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -19,8 +21,9 @@ def _lr(peak: float, warmup: int, decay_steps: int, end: float) -> ml_collection
 
 def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   """Returns the `baselines` section for `task` at `preset` (`small` or `paper`)."""
-  del task, dims
   paper = preset == "paper"
+  e = expert_section.get(task, preset, dims)  # the expert's own PPO settings at this preset (baselines.ppo)
+  del task, dims
   c = ml_collections.ConfigDict()
   # Single-step BC of the clean expert actions (expert_flag) in the sim dataset; paper §5 gives no sizes
   # [unknown]: an MLP head on SimDist's encoder, Adam with warmup + cosine (as the world model).
@@ -78,4 +81,26 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.sgft.discount = 0.9
   c.sgft.value_steps = 20_000 if paper else 5000
   c.sgft.value_lr = 3e-4
+  # PPO finetuning of the privileged expert in the real world (issue 20; the usual sim-to-real practice): the final
+  # expert's actor and critic (its observation normalizer frozen), the stochastic expert collecting each round's
+  # episodes, then PPO on those episodes only. Every value is the expert's own PPO setting at this preset
+  # (`expert.<same key>`, copied here when the config is built: an `--config.expert.*` override does not carry
+  # over). The critic's reward scale is `expert.reward_scaling` itself (not a setting of the finetuning).
+  c.ppo = ml_collections.ConfigDict()
+  c.ppo.learning_rate = e.learning_rate                    # expert.learning_rate (paper §2.2: 1e-3)
+  c.ppo.learning_rate_schedule = e.learning_rate_schedule  # expert.learning_rate_schedule (paper: ADAPTIVE_KL)
+  c.ppo.desired_kl = e.desired_kl                          # expert.desired_kl (paper 0.01; ADAPTIVE_KL only)
+  c.ppo.entropy_cost = e.entropy_cost                      # expert.entropy_cost (paper 0.01)
+  c.ppo.discounting = e.discounting                        # expert.discounting (paper 0.99)
+  c.ppo.gae_lambda = e.gae_lambda                          # expert.gae_lambda (paper 0.95)
+  c.ppo.clipping_epsilon = e.clipping_epsilon              # expert.clipping_epsilon (paper 0.2)
+  c.ppo.clipping_epsilon_value = e.clipping_epsilon_value  # expert.clipping_epsilon_value (paper 0.2; 0 = off)
+  c.ppo.vf_loss_coefficient = e.vf_loss_coefficient        # expert.vf_loss_coefficient (paper 1.0, small 0.5)
+  c.ppo.max_grad_norm = e.max_grad_norm                    # expert.max_grad_norm (paper 1.0; 0 = off)
+  # Minibatches per epoch and epochs per round: the expert's per-batch counts (paper 4 x 5, small 8 x 8), applied
+  # to one round's episodes (adapt.episodes_per_round x env.episode_length transitions) instead of its
+  # num_envs x unroll_length batch.
+  c.ppo.num_minibatches = e.num_minibatches
+  c.ppo.num_updates_per_batch = e.num_updates_per_batch
+  c.ppo.normalize_advantage = True                         # brax ppo.train's default (the expert trained with it)
   return c

@@ -187,18 +187,20 @@ def stack_transitions(steps: list[dict]) -> dict[str, np.ndarray]:
   return {k: np.stack([np.asarray(s[k], np.float32) for s in steps]) for k in TRANSITION_KEYS}
 
 
-def collect(env: Any, controller: Any, seeds: list[int]) -> tuple[dict, list[float]]:
-  """Episodes of `controller` on `seeds`: (their transitions [N, ...], their returns)."""
+def collect(env: Any, controller: Any, seeds: list[int], grid: str = "") -> tuple[dict, list[float]]:
+  """Episodes of `controller` on `seeds` (episode i from grid point i mod N with `grid`, as the adaptation loop's
+  collection): (their transitions [N, ...], their returns)."""
   steps: list[dict] = []
   returns = []
-  for s in seeds:
-    out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append)
+  conds = evaluation.episode_conditions(env.task, grid, len(seeds)) if grid else [None] * len(seeds)
+  for s, c in zip(seeds, conds, strict=True):
+    out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append, condition=c)
     returns.append(out["return"])
   return stack_transitions(steps), returns
 
 
-def _evaluate(env: Any, controller: Any, seeds: list[int], round0: dict | None) -> dict:
-  ev = evaluation.evaluate_episodes(env, controller, seeds)
+def _evaluate(env: Any, controller: Any, seeds: list[int], round0: dict | None, grid: str = "") -> dict:
+  ev = evaluation.evaluate_episodes(env, controller, seeds, grid)
   row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
          "real/success_mean": ev["success_mean"], "real/success": ev["success"],
          "real/success_final": ev["success_final"]}
@@ -247,13 +249,13 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
       state, metrics = agent.init(key, log)
       row.update(metrics)
       sim = evaluation.evaluate_episodes(make_real_env(cfg, "sim"), agent.controller(state, True),
-                                         eval_seeds(seed, int(acfg.sim_eval_episodes)))
+                                         eval_seeds(seed, int(acfg.sim_eval_episodes)), evaluation.eval_grid(cfg))
       row.update({"real_minutes": 0.0, "real_episodes": 0, "real_transitions": 0,
                   "sim/return_mean": sim["return_mean"], "sim/return_std": sim["return_std"],
                   "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
     else:
       round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
-      trans, coll_returns = collect(real_env, agent.controller(state, False), round_seeds)
+      trans, coll_returns = collect(real_env, agent.controller(state, False), round_seeds, evaluation.eval_grid(cfg))
       replay.add(trans)
       n_new = int(trans["reward"].shape[0])
       log(f"round {j}: collected {len(round_seeds)} episodes ({n_new} steps, returns "
@@ -264,7 +266,8 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
                   "real_minutes": len(replay) * real_env.dt / 60.0, "collect/returns": coll_returns})
       rdir.mkdir(parents=True, exist_ok=True)
       fileio.save_npz(rdir / "transitions.npz", trans)
-    row.update(_evaluate(real_env, agent.controller(state, True), seeds_eval, rounds[0] if rounds else None))
+    row.update(_evaluate(real_env, agent.controller(state, True), seeds_eval, rounds[0] if rounds else None,
+                         evaluation.eval_grid(cfg)))
     row["wall_s"] = time.perf_counter() - t0
     rdir.mkdir(parents=True, exist_ok=True)
     fileio.write_bytes(rdir / "agent.msgpack", flax.serialization.to_bytes(state))

@@ -252,6 +252,11 @@ def test_config_presets(cfg):
     assert tuple(c.data.noisy_len) == (1, 5) and tuple(c.data.clean_len) == (5, 10)  # the manipulation recipe
   assert paper.planner.init_std == 1.0 and paper.planner.inverse_temperature == 0.4 and paper.planner.prior_std == 0.1
   assert paper.env.episode_length == 225  # 45 s at 5 Hz
+  assert cfg.env.eval_grid == "narrow"
+  wide = config_lib.load_config(CONFIG + ":small", ["--config.env.eval_grid=wide"])
+  assert wide.env.eval_grid == "wide"
+  with pytest.raises(config_lib.ConfigError, match="env.eval_grid"):
+    config_lib.load_config(CONFIG + ":small", ["--config.env.eval_grid=medium"])
 
 
 # ---- grids and the initial-condition hook ------------------------------------------------------------------------

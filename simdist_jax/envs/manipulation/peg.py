@@ -332,12 +332,14 @@ class PegInsertion(Task):
     return {**super().reference_controllers(), "scripted_insertion": scripted_insertion(self.cfg)}
 
 
-def scripted_insertion(cfg: PegConfig, hover: float = 0.01, align_tol: float = 0.001, gain: float = 0.6):
+def scripted_insertion(cfg: PegConfig, hover: float = 0.01, align_tol: float = 0.001, gain: float = 0.6,
+                       rot_gain: float | None = None):
   """A hand-written controller on the observed state (numpy): `fn(state [24]) -> action [7]`.
 
-  Aligns the orientation with the fixture, moves the tip `hover` above the perceived hole, and once the lateral error
+  Aligns the orientation with the fixture (gain `rot_gain`, default `gain`; 0: translation only), moves the tip `hover` above the perceived hole, and once the lateral error
   is below `align_tol` (or the tip is already in the hole) descends at half speed, correcting the lateral error on
   the way. Errors are read in the hole frame and rotated into the world frame with the perceived fixture yaw."""
+  kr = gain if rot_gain is None else float(rot_gain)
 
   def fn(obs):
     obs = np.asarray(obs, np.float64)
@@ -355,7 +357,7 @@ def scripted_insertion(cfg: PegConfig, hover: float = 0.01, align_tol: float = 0
       move[2] = max(move[2], -0.5)
     a = np.zeros(7, np.float32)
     a[:3] = np.clip(move, -1.0, 1.0)
-    a[3:6] = np.clip(-gain * rot / cfg.rot_scale, -1.0, 1.0)   # rotate back onto the fixture's frame
+    a[3:6] = np.clip(-kr * rot / cfg.rot_scale, -1.0, 1.0)   # rotate back onto the fixture's frame
     return a
 
   return fn

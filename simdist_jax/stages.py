@@ -87,13 +87,16 @@ LOG_ONLY = ("preset", "run.log_every_s", "run.compile_cache_dir", "expert.train_
             "model.eval_batches")
 # What exists only on the real side: the real domain (and the Go2 world it is built from).
 _REAL = ("domain.real", "env.world")
+# The evaluation protocol's grid of initial conditions (tasks with `Task.initial_conditions`, e.g. peg_insertion):
+# where evaluation episodes start, not what the expert trains on.
+_EVAL = ("env.eval_grid",)
 _EXPERT_EVAL = ("expert.eval_sim_episodes", "expert.eval_real_episodes", "expert.eval_seed")
 # Window settings of `data`: they shape the world model's training windows, not the generated dataset.
 _WINDOWS = ("data.window_start_margin", "data.window_end_margin", "data.eval_fraction", "data.front_pad")
 
 # What every baseline shares with SimDist: the encoder, the action bounds, the held-out split, the evaluation.
 _BASELINE_SHARED = ("model.encoder", "model.latent_dim", "planner.action_low", "planner.action_high",
-                    "data.eval_fraction", "adapt.eval_episodes", "adapt.sim_eval_episodes")
+                    "data.eval_fraction", "adapt.eval_episodes", "adapt.sim_eval_episodes", "env.eval_grid")
 
 _TABLE = (
     Stage("env", "describe the task and roll out random actions in both backends",
@@ -102,7 +105,7 @@ _TABLE = (
     Stage("expert", "train the privileged PPO expert and its checkpoint ladder",
           run="simdist_jax.experts.ppo:run_stage", complete="simdist_jax.experts.ppo:is_complete",
           keys=Fingerprint(("task", "env", "domain.sim", "expert", "run.seed"),
-                           exclude=LOG_ONLY + _EXPERT_EVAL + _REAL),
+                           exclude=LOG_ONLY + _EXPERT_EVAL + _REAL + _EVAL),
           dir="expert"),
     Stage("expert-eval", "evaluate every checkpoint in sim and real",
           run="simdist_jax.experts.evaluate:run_stage", complete="simdist_jax.experts.evaluate:is_complete",
@@ -124,7 +127,8 @@ _TABLE = (
     Stage("adapt", "adaptation rounds in the shifted real world",
           run="simdist_jax.adapt.loop:run_stage", complete="simdist_jax.adapt.loop:is_complete",
           # adapt's finetuning runs adapt.finetune_steps; model.finetune.num_steps is the `finetune` command's.
-          keys=Fingerprint(("adapt", "planner", "model.finetune") + _REAL, exclude=("model.finetune.num_steps",)),
+          keys=Fingerprint(("adapt", "planner", "model.finetune") + _REAL + _EVAL,
+                           exclude=("model.finetune.num_steps",)),
           upstream=("pretrain",), dir="adapt"),
     Stage("baseline-bc", "single-step BC of the clean sim expert, evaluated with the adaptation loop's protocol",
           run="simdist_jax.baselines.bc:run_stage", complete="simdist_jax.baselines.bc:is_complete",

@@ -156,7 +156,8 @@ def _task(c: _Checks) -> Any:
     return None
   if str(c.get("task")) not in registry.TASKS:
     try:
-      __import__(f"simdist_jax.envs.{c.get('task')}")  # optional tasks register themselves on import
+      # optional tasks register themselves on import
+      __import__(registry.TASK_PACKAGES.get(str(c.get("task")), f"simdist_jax.envs.{c.get('task')}"))
     except ImportError:
       pass
   if str(c.get("task")) not in registry.TASKS:
@@ -170,6 +171,9 @@ def _task(c: _Checks) -> Any:
     n = round(ctrl_dt / dt)
     if n < 1 or abs(n * dt - ctrl_dt) > 1e-9:  # the MJX env's own rule (base.MjxEnv)
       c.fail("env.ctrl_dt", ctrl_dt, f"a positive multiple of the physics timestep {dt:g} s")
+  grid = c.get("env.eval_grid")
+  if grid is not _MISSING and grid not in ("", None) and grid not in tuple(task.condition_grids):
+    c.fail("env.eval_grid", grid, f"'' or one of the task's grids {list(task.condition_grids)}")
   return task
 
 

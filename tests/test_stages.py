@@ -21,6 +21,7 @@ from simdist_jax import pipeline, stages
 from tests.conftest import CARTPOLE, ROOT
 
 GO2 = str(ROOT / "experiments" / "configs" / "go2.py")
+PEG = str(ROOT / "experiments" / "configs" / "peg_insertion.py")
 
 
 def _cfg(*overrides):
@@ -92,9 +93,12 @@ def test_fingerprint_prefixes_excludes_and_upstream():
   assert stages.covers("pretrain", "data.window_start_margin")
   for key in ("run.log_every_s", "model.log_every", "model.eval_every", "model.eval_batches"):
     assert not any(stages.covers(n, key) for n in stages.STAGES), key
+  # the evaluation grid (tasks with initial-condition grids) moves the evaluations, never the expert or the data
+  assert not stages.covers("expert", "env.eval_grid") and not stages.covers("pretrain", "env.eval_grid")
+  assert stages.covers("adapt", "env.eval_grid") and stages.covers("baseline-bc", "env.eval_grid")
 
 
-@pytest.mark.parametrize("spec", [f"{CARTPOLE}:small", f"{CARTPOLE}:paper", f"{GO2}:small"])
+@pytest.mark.parametrize("spec", [f"{CARTPOLE}:small", f"{CARTPOLE}:paper", f"{GO2}:small", f"{PEG}:small"])
 def test_every_config_key_is_in_some_fingerprint_or_log_only(spec):
   cfg = config_lib.load_config(spec)
   keys = [k for k, _ in config_lib.leaf_items(cfg)]

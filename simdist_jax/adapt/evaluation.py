@@ -3,8 +3,9 @@
 * `run_episode`: one closed-loop episode of any controller in a `RealEnv` (the one host rollout: adapt collection,
   evaluation, held-out recording, oracles); returns the return and the task's success metrics.
 * `record_episodes`: the same, recorded with their seeds into a fresh directory (the instruments' episodes).
-* `evaluate_episodes`: fixed seeds (randomized initial states come from the env config), per-episode returns and
-  success (fraction of steps where `task.success` holds, and success at the last step).
+* `evaluate_episodes`: fixed seeds (randomized initial states come from the env config, or, with `grid`, episode i
+  starts from condition i mod N of the task's fixed grid `Task.initial_conditions(grid)`: `episode_conditions`),
+  per-episode returns and success (fraction of steps where `task.success` holds, and success at the last step).
 * `paired_bootstrap_ci`: mean difference of two evaluations on the same seeds, with a paired bootstrap 95 % CI.
 * `prediction_losses`: held-out latent prediction loss per horizon step k = 1..T NEXT TO persistence
   (z_hat_{t+k} = z_t, the trivial baseline every dynamics model must beat).
@@ -38,7 +39,7 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
                 meta: dict | None = None, explore=None, *, full_obs: bool = False,
                 reset_key: jax.Array | None = None, max_steps: int | None = None,
                 stop: Callable[[dict], bool] | None = None,
-                on_step: Callable[[dict], None] | None = None) -> dict:
+                on_step: Callable[[dict], None] | None = None, condition: Any = None) -> dict:
   """One closed-loop episode -> {"return", "steps", "failed", "noised_steps", "success_frac", "success_final"}.
 
   Records (o_t, a_t, c_t, t) if asked, where a_t is the applied action (after `explore` noise, which the
@@ -66,9 +67,12 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
       "next_privileged_state" when the env observes them (the twin does), and whatever `controller.
       transition_extras()` returns when the controller has that method (e.g. a stochastic policy's pre-squash
       sample, which the applied action cannot be inverted to once tanh saturates).
+    condition: start the episode from this row of `Task.initial_conditions` (`env.reset(key, condition=...)`;
+      the domain draw and the noise streams are the key's, as without it).
   """
   key_env, key_plan = jax.random.split(key)
-  obs = env.reset(key_env if reset_key is None else reset_key)
+  key_reset = key_env if reset_key is None else reset_key
+  obs = env.reset(key_reset) if condition is None else env.reset(key_reset, condition=condition)
   controller.reset(key_plan)
   if explore is not None:
     explore.reset()
@@ -119,14 +123,33 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
   return out
 
 
-def evaluate_episodes(env, controller, seeds: Sequence[int], full_obs: bool = False) -> dict:
-  """Per-episode returns and success over fixed seeds (no recording), with their means and stds (`full_obs`: the
-  controller reads the whole obs dict, as `run_episode`'s)."""
-  outs = [run_episode(env, controller, jax.random.PRNGKey(int(s)), full_obs=full_obs) for s in seeds]
+def eval_grid(cfg: Any) -> str:
+  """The config's evaluation grid (`env.eval_grid`; "" when the task config has none: randomized starts)."""
+  return str(cfg.env.get("eval_grid", "") or "")
+
+
+def episode_conditions(task: Any, grid: str, n: int) -> list:
+  """The initial condition of each of `n` evaluation episodes: None for every episode when `grid` is "" (the
+  task's randomized initial states), else row i mod N of `task.initial_conditions(grid)` for episode i (fixed,
+  deterministic lists: the same episode index starts from the same condition in every round and method)."""
+  if not grid:
+    return [None] * int(n)
+  conds = np.asarray(task.initial_conditions(grid), np.float32)
+  return [conds[i % len(conds)] for i in range(int(n))]
+
+
+def evaluate_episodes(env, controller, seeds: Sequence[int], grid: str = "", full_obs: bool = False) -> dict:
+  """Per-episode returns and success over fixed seeds (no recording), with their means and stds. `grid`: episode
+  i starts from condition i mod N of the task's grid (`episode_conditions`); "" = randomized initial states.
+  `full_obs`: the controller reads the whole obs dict, as `run_episode`'s."""
+  conds = episode_conditions(env.task, grid, len(seeds)) if grid else [None] * len(seeds)
+  outs = [run_episode(env, controller, jax.random.PRNGKey(int(s)), condition=c, full_obs=full_obs)
+          for s, c in zip(seeds, conds, strict=True)]
   rets = [o["return"] for o in outs]
   return {"return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)), "returns": rets,
           "success": [o["success_frac"] for o in outs], "success_final": [o["success_final"] for o in outs],
-          "success_mean": float(np.mean([o["success_frac"] for o in outs])), "seeds": [int(s) for s in seeds]}
+          "success_mean": float(np.mean([o["success_frac"] for o in outs])), "seeds": [int(s) for s in seeds],
+          "success_final_mean": float(np.mean([o["success_final"] for o in outs])), "grid": grid}
 
 
 def record_episodes(env, controller, dims: dict, seeds: Sequence[int], directory: str | os.PathLike) -> list[dict]:
@@ -283,7 +306,8 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
                            ) -> dict:
   """Perturbed-chunk windows from restored states of one recorded episode (with its `meta["seed"]`).
 
-  The episode is replayed exactly in `env` (same reset key, recorded actions); at `num_points` evenly spaced
+  The episode is replayed exactly in `env` (same reset key and, if recorded, `meta["condition"]`; recorded
+  actions); at `num_points` evenly spaced
   steps t the twin's state is saved, each of `chunks_per_point` chunks a_{t..t+T-1} + sigma eps (clipped to the
   action bounds) is applied for T steps with the observations recorded, and the state is restored. Returns
   stacked model inputs, W = points x chunks_per_point windows, `group` [W] the index of the state each came from:
@@ -300,7 +324,8 @@ def counterfactual_windows(env, episode: dict, H: int, T: int, sigma: float, num
   points = sorted(set(np.linspace(0, n - T - 1, num_points).round().astype(int).tolist()))
   pro, ext, act = _padded(episode, H)
   key_env, _ = jax.random.split(jax.random.PRNGKey(int(seed)))
-  obs = env.reset(key_env)
+  condition = episode.get("meta", {}).get("condition")  # episodes started from a grid point record it
+  obs = env.reset(key_env) if condition is None else env.reset(key_env, condition=np.asarray(condition, np.float32))
   p_dim, e_dim = int(env.task.dims["proprio"]), int(env.task.dims["extero"])
   out = {k: [] for k in ("ph", "ah", "p_t", "e_t", "acts", "p_fut", "e_fut", "cmd", "group", "acts_base", "p_base",
                          "e_base")}

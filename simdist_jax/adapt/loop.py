@@ -6,8 +6,9 @@ dynamics on all real data so far (targets from the frozen encoder), evaluate. Ro
 
 Evaluation after every round, on a fixed protocol (`simdist_jax/adapt/evaluation.py`):
   * task metric: return and success (`Task.success`, e.g. the CartPole pole up) of `adapt.eval_episodes` real
-    episodes with fixed seeds (randomized initial states from the env config), and from round 1 on the paired
-    bootstrap 95 % CI of the change against round 0 (same seeds, same initial states);
+    episodes with fixed seeds (randomized initial states from the env config; with `env.eval_grid`, episode i starts
+    from point i mod N of the task's fixed grid, as do the collection and held-out episodes), and from round 1 on
+    the paired bootstrap 95 % CI of the change against round 0 (same seeds, same initial states);
   * latent prediction loss per horizon step k = 1..T on held-out real episodes (recorded once with the
     pretrained planner on separate seeds, never trained on): mean over windows and latent dims of
     (z_hat_{t+k} - E(o_{t+k}))^2, E the frozen encoder, NEXT TO persistence (z_hat_{t+k} = z_t); and the same on
@@ -138,6 +139,7 @@ def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
   acfg, seed, pcfg = ctx["cfg"].adapt, ctx["seed"], ctx["pcfg"]
   r = rec.EpisodeRecorder(rdir / "episodes", ctx["dims"])
   round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
+  conds = evaluation.episode_conditions(ctx["task"], ctx["eval_grid"], len(round_seeds))  # real starts: the grid
   missing = set(rec.missing_seeds(rdir / "episodes", round_seeds, ctx["dims"]))
   t0, done = time.perf_counter(), 0
   for i, s in enumerate(round_seeds):
@@ -146,11 +148,19 @@ def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
     explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
                                low=pcfg.action_low, high=pcfg.action_high, seed=s)
     out = run_episode(ctx["real_env"], ctx["controller"], jax.random.PRNGKey(s), r,
-                      meta={"seed": s, "round": j}, explore=explore)
+                      meta=_episode_meta(s, conds[i], round=j), explore=explore, condition=conds[i])
     done += 1
     eta = (time.perf_counter() - t0) / done * (len(missing) - done)
     ctx["log"](f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
                f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
+
+
+def _episode_meta(seed: int, condition: Any, **extra) -> dict:
+  """A recorded real episode's meta: its seed, its grid start (when it has one, for exact replay) and `extra`."""
+  meta = {"seed": int(seed), **extra}
+  if condition is not None:
+    meta["condition"] = [float(x) for x in np.asarray(condition).reshape(-1)]
+  return meta
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:
@@ -208,7 +218,7 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
   wm, H, T, controller = ctx["wm"], ctx["H"], ctx["T"], ctx["controller"]
   controller.set_variables(variables)
   fallbacks0 = controller.fallbacks
-  ev = evaluation.evaluate_episodes(ctx["real_env"], controller, ctx["eval_seeds"])
+  ev = evaluation.evaluate_episodes(ctx["real_env"], controller, ctx["eval_seeds"], ctx["eval_grid"])
   pred = evaluation.prediction_losses(wm, variables, ctx["held"], H, T)
   row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
          "real/success_mean": ev["success_mean"], "real/success": ev["success"],
@@ -241,18 +251,20 @@ def _references(ctx: dict) -> dict:
   from simdist_jax.analysis import oracle as oracle_lib  # pylint: disable=import-outside-toplevel
   cfg, acfg, wm = ctx["cfg"], ctx["cfg"].adapt, ctx["wm"]
   out = {}
-  sim = evaluation.evaluate_episodes(ctx["sim_env"], ctx["controller"], ctx["sim_eval_seeds"])
+  sim = evaluation.evaluate_episodes(ctx["sim_env"], ctx["controller"], ctx["sim_eval_seeds"], ctx["eval_grid"])
   out.update({"sim/return_mean": sim["return_mean"], "sim/return_std": sim["return_std"],
               "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
   policy = evaluation.model_controller(ctx["pcfg"], wm, ctx["variables0"], ctx["dims"], jax.random.PRNGKey(0),
                                        policy_only=True)
-  ev = evaluation.evaluate_episodes(ctx["sim_env"], policy, ctx["sim_eval_seeds"])  # does the search beat pi in sim?
+  # does the search beat pi in sim?
+  ev = evaluation.evaluate_episodes(ctx["sim_env"], policy, ctx["sim_eval_seeds"], ctx["eval_grid"])
   out["sim/policy_head/return_mean"], out["sim/policy_head/returns"] = ev["return_mean"], ev["returns"]
-  ev = evaluation.evaluate_episodes(ctx["real_env"], policy, ctx["eval_seeds"])
+  ev = evaluation.evaluate_episodes(ctx["real_env"], policy, ctx["eval_seeds"], ctx["eval_grid"])
   out["reference/policy_head/return_mean"], out["reference/policy_head/returns"] = ev["return_mean"], ev["returns"]
   out["reference/policy_head/success_mean"] = ev["success_mean"]
   for name, fn in ctx["task"].reference_controllers().items():
-    ev = evaluation.evaluate_episodes(ctx["real_env"], evaluation.FunctionController(fn), ctx["eval_seeds"])
+    ev = evaluation.evaluate_episodes(ctx["real_env"], evaluation.FunctionController(fn), ctx["eval_seeds"],
+                                      ctx["eval_grid"])
     out[f"reference/{name}/return_mean"], out[f"reference/{name}/success_mean"] = ev["return_mean"], ev["success_mean"]
   n_or = int(acfg.oracle_episodes)
   if n_or:
@@ -261,7 +273,7 @@ def _references(ctx: dict) -> dict:
     mjx_env = MjxEnv(task, make_domain(cfg, "real", task), sim_domain=make_domain(cfg, "sim", task))
     orc = oracle_lib.OracleController(ctx["pcfg"], wm, ctx["variables0"], ctx["real_env"], mjx_env, "heads",
                                       jax.random.PRNGKey(0))
-    ev = evaluation.evaluate_episodes(ctx["real_env"], orc, ctx["eval_seeds"][:n_or])
+    ev = evaluation.evaluate_episodes(ctx["real_env"], orc, ctx["eval_seeds"][:n_or], ctx["eval_grid"])
     out.update({"oracle/heads/return_mean": ev["return_mean"], "oracle/heads/returns": ev["returns"],
                 "oracle/heads/success_mean": ev["success_mean"], "oracle/heads/wall_s": time.perf_counter() - t0})
   return out
@@ -327,6 +339,7 @@ def run_stage(cfg, workdir) -> dict:
          "ctrl_dt": real_env.dt,
          "eval_seeds": eval_seeds(seed, int(acfg.eval_episodes)),
          "sim_eval_seeds": eval_seeds(seed, int(acfg.sim_eval_episodes)),
+         "eval_grid": evaluation.eval_grid(cfg),  # "" or a task grid: evaluation episode i starts from its point i mod N
          "controller": Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
                                   model_horizon=T),
          "log": lambda msg: print(f"[adapt] {msg}", flush=True)}
@@ -338,8 +351,11 @@ def run_stage(cfg, workdir) -> dict:
   missing = rec.missing_seeds(hdir, heldout_seeds, dims)  # quarantines corrupt files and duplicate seeds
   if missing:
     r = rec.EpisodeRecorder(hdir, dims)
+    held_conds = dict(zip(heldout_seeds, evaluation.episode_conditions(task, ctx["eval_grid"], len(heldout_seeds)),
+                          strict=True))
     for s in missing:
-      run_episode(real_env, controller, jax.random.PRNGKey(s), r, meta={"seed": s, "purpose": "heldout"})
+      run_episode(real_env, controller, jax.random.PRNGKey(s), r,
+                  meta=_episode_meta(s, held_conds[s], purpose="heldout"), condition=held_conds[s])
   held, _ = rec.load_episodes(hdir, dims)
   ctx["held"] = held
   cf_rng = np.random.default_rng(seed + 0xCF)

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         critic_domain = make_domain(critic_cfg, "sim", task)
       ctrl = OracleController(pcfg, wm, variables, real_env, mjx_env, scorer, jax.random.PRNGKey(0), critic,
                               critic_domain)
-    ev = evaluation.evaluate_episodes(real_env, ctrl, seeds)
+    ev = evaluation.evaluate_episodes(real_env, ctrl, seeds, evaluation.eval_grid(cfg))
     name = scorer if scorer in ("policy", "planner") else f"oracle_{scorer}"
     results[name] = {"return": _mean_ci(ev["returns"]), "success": _mean_ci(ev["success"]),
                      "returns": ev["returns"], "success_per_episode": ev["success"], "seeds": seeds,

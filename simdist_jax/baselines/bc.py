@@ -229,10 +229,11 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
   controller = PolicyController(actor, params, scaler, low, high)
   acfg = cfg.adapt
   t0 = time.perf_counter()
+  grid = evaluation.eval_grid(cfg)
   sim = evaluation.evaluate_episodes(make_real_env(cfg, "sim"), controller,
-                                     eval_seeds(seed, int(acfg.sim_eval_episodes)))
+                                     eval_seeds(seed, int(acfg.sim_eval_episodes)), grid)
   real = evaluation.evaluate_episodes(make_real_env(cfg, "real"), controller,
-                                      eval_seeds(seed, int(acfg.eval_episodes)))
+                                      eval_seeds(seed, int(acfg.eval_episodes)), grid)
   row = {"round": 0, "real_minutes": 0.0, "real_episodes": 0,
          "real/return_mean": real["return_mean"], "real/return_std": real["return_std"],
          "real/returns": real["returns"], "real/success_mean": real["success_mean"], "real/success": real["success"],

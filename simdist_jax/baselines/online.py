@@ -195,18 +195,22 @@ def stack_transitions(steps: list[dict], keys: tuple[str, ...] = TRANSITION_KEYS
 
 
 def collect(env: Any, controller: Any, seeds: list[int], keys: tuple[str, ...] = TRANSITION_KEYS,
-            full_obs: bool = False) -> tuple[dict, list[float]]:
-  """Episodes of `controller` on `seeds`: (their transitions [N, ...] of `keys`, their returns)."""
+            full_obs: bool = False, grid: str = "") -> tuple[dict, list[float]]:
+  """Episodes of `controller` on `seeds` (episode i from grid point i mod N with `grid`, as the adaptation loop's
+  collection): (their transitions [N, ...] of `keys`, their returns)."""
   steps: list[dict] = []
   returns = []
-  for s in seeds:
-    out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append, full_obs=full_obs)
+  conds = evaluation.episode_conditions(env.task, grid, len(seeds)) if grid else [None] * len(seeds)
+  for s, c in zip(seeds, conds, strict=True):
+    out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append, full_obs=full_obs,
+                                 condition=c)
     returns.append(out["return"])
   return stack_transitions(steps, keys), returns
 
 
-def _evaluate(env: Any, controller: Any, seeds: list[int], round0: dict | None, full_obs: bool = False) -> dict:
-  ev = evaluation.evaluate_episodes(env, controller, seeds, full_obs=full_obs)
+def _evaluate(env: Any, controller: Any, seeds: list[int], round0: dict | None, full_obs: bool = False,
+              grid: str = "") -> dict:
+  ev = evaluation.evaluate_episodes(env, controller, seeds, grid=grid, full_obs=full_obs)
   row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
          "real/success_mean": ev["success_mean"], "real/success": ev["success"],
          "real/success_final": ev["success_final"]}
@@ -237,6 +241,7 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
   seeds_eval = eval_seeds(seed, int(acfg.eval_episodes))
   keys = TRANSITION_KEYS + tuple(getattr(agent, "extra_keys", ()))
   full_obs = bool(getattr(agent, "full_obs", False))
+  grid = evaluation.eval_grid(cfg)
   replay = Replay(keys)
   rounds: list[dict] = []
   state, template = None, agent.template(key)
@@ -257,13 +262,13 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
       state, metrics = agent.init(key, log)
       row.update(metrics)
       sim = evaluation.evaluate_episodes(make_real_env(cfg, "sim"), agent.controller(state, True),
-                                         eval_seeds(seed, int(acfg.sim_eval_episodes)), full_obs=full_obs)
+                                         eval_seeds(seed, int(acfg.sim_eval_episodes)), grid=grid, full_obs=full_obs)
       row.update({"real_minutes": 0.0, "real_episodes": 0, "real_transitions": 0,
                   "sim/return_mean": sim["return_mean"], "sim/return_std": sim["return_std"],
                   "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
     else:
       round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
-      trans, coll_returns = collect(real_env, agent.controller(state, False), round_seeds, keys, full_obs)
+      trans, coll_returns = collect(real_env, agent.controller(state, False), round_seeds, keys, full_obs, grid)
       replay.add(trans)
       n_new = int(trans["reward"].shape[0])
       log(f"round {j}: collected {len(round_seeds)} episodes ({n_new} steps, returns "
@@ -275,7 +280,7 @@ def run_rounds(cfg: Any, workdir: Any, agent: Agent, key: jax.Array) -> dict:
       rdir.mkdir(parents=True, exist_ok=True)
       fileio.save_npz(rdir / "transitions.npz", trans)
     row.update(_evaluate(real_env, agent.controller(state, True), seeds_eval, rounds[0] if rounds else None,
-                         full_obs))
+                         full_obs, grid))
     row["wall_s"] = time.perf_counter() - t0
     rdir.mkdir(parents=True, exist_ok=True)
     fileio.write_bytes(rdir / "agent.msgpack", flax.serialization.to_bytes(state))

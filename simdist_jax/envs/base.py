@@ -63,6 +63,22 @@ class Task(abc.ABC):
     passed by a training auto-reset that runs a curriculum (`wrap_for_training(..., curriculum=True)`);
     None otherwise. Tasks without a curriculum ignore it."""
 
+  # Names of the task's fixed lists of initial conditions (evaluation grids, `initial_conditions`); () = none.
+  condition_grids: tuple[str, ...] = ()
+
+  def initial_conditions(self, grid: str) -> np.ndarray:
+    """The fixed, deterministic list of initial conditions named `grid` (one of `condition_grids`) as an [N, D]
+    array; an evaluation starts trial i from condition i mod N (`initial_state_at`). Default: the task has none."""
+    raise ValueError(f"task {self.name!r} defines no initial-condition grid {grid!r} "
+                     f"(its grids: {list(self.condition_grids)})")
+
+  def initial_state_at(self, key: jax.Array, params: Params,
+                       condition: jax.Array) -> tuple[jax.Array, jax.Array, dict]:
+    """(qpos, qvel, task_info) at the start of an episode from one row [D] of `initial_conditions` (the rest of
+    the episode's randomness, if any, from `key`). Default: the task has no initial conditions."""
+    del key, params, condition
+    raise NotImplementedError(f"task {self.name!r} defines no initial conditions")
+
   def validate_domain(self, domain: Domain) -> None:
     """Raises ValueError when a domain's ranges are invalid for this task. Default: names must match."""
     if tuple(domain.names) != tuple(self.param_names):
@@ -117,12 +133,17 @@ class Task(abc.ABC):
     return state_obs[..., :p], state_obs[..., p:p + e], state_obs[..., p + e:]
 
 
-def episode_start(task: Task, domain: Domain, key: jax.Array, previous: dict | None = None):
+def episode_start(task: Task, domain: Domain, key: jax.Array, previous: dict | None = None,
+                  condition: jax.Array | None = None):
   """Shared episode initialisation for both backends: (params, qpos, qvel, task_info, rng). `previous`: see
-  `Task.initial_state`."""
+  `Task.initial_state`; `condition`: a row of `Task.initial_conditions` (then `Task.initial_state_at` sets the
+  initial state; the key splits, hence the domain and the noise streams, are the same as without it)."""
   key_domain, key_init, key_rng = jax.random.split(key, 3)
   params = domain.sample(key_domain)
-  qpos, qvel, task_info = task.initial_state(key_init, params, previous)
+  if condition is None:
+    qpos, qvel, task_info = task.initial_state(key_init, params, previous)
+  else:
+    qpos, qvel, task_info = task.initial_state_at(key_init, params, jnp.asarray(condition, jnp.float32))
   return params, qpos, qvel, task_info, key_rng
 
 
@@ -200,10 +221,11 @@ class MjxEnv(Env):
     updates = self.task.domain_updates(nominal, params)
     return self._model.replace(**updates)
 
-  def reset(self, rng: jax.Array, previous: dict | None = None) -> State:
+  def reset(self, rng: jax.Array, previous: dict | None = None, condition: jax.Array | None = None) -> State:
     """Starts an episode: samples its domain and initial state, returns the first State (zero reward and metrics).
-    `previous`: how this env's last episode ended (curricula, see `Task.initial_state`)."""
-    params, qpos, qvel, task_info, key_rng = episode_start(self.task, self.domain, rng, previous)
+    `previous`: how this env's last episode ended (curricula, see `Task.initial_state`); `condition`: start from
+    this row of `Task.initial_conditions` instead (evaluation grids, `Task.initial_state_at`)."""
+    params, qpos, qvel, task_info, key_rng = episode_start(self.task, self.domain, rng, previous, condition)
     model = self.model_for(params)
     data = mjx.make_data(model)
     data = data.replace(qpos=qpos, qvel=qvel, ctrl=jnp.zeros(model.nu))

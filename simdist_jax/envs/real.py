@@ -40,6 +40,7 @@ class RealEnv:
     self.n_substeps = int(round(task.ctrl_dt / self.model.opt.timestep))
     self._nominal = {f: np.asarray(getattr(self.model, f)).copy() for f in task.domain_fields}
     self._start = jax.jit(lambda key: episode_start(task, domain, key))
+    self._start_at = jax.jit(lambda key, condition: episode_start(task, domain, key, condition=condition))
     self._updates = jax.jit(task.domain_updates)
     self._observe = jax.jit(lambda phys, params, info, key: task.observe(phys, params, info, key,
                                                                          self.sim_domain))
@@ -61,9 +62,13 @@ class RealEnv:
   def _phys(self):
     return self.task.physics(self.data)
 
-  def reset(self, key: jax.Array) -> dict:
-    """Starts an episode: samples domain params from `key`, sets the initial state. Returns obs (numpy)."""
-    params, qpos, qvel, task_info, rng = self._start(key)
+  def reset(self, key: jax.Array, condition=None) -> dict:
+    """Starts an episode: samples domain params from `key`, sets the initial state (from `condition`, a row of
+    `Task.initial_conditions`, when given). Returns obs (numpy)."""
+    if condition is None:
+      params, qpos, qvel, task_info, rng = self._start(key)
+    else:
+      params, qpos, qvel, task_info, rng = self._start_at(key, jnp.asarray(condition, jnp.float32))
     self.params = params
     updates = self._updates({f: jnp.asarray(v) for f, v in self._nominal.items()}, params)
     for f, v in updates.items():

@@ -14,6 +14,8 @@ def _cartpole(env_cfg) -> Task:
 
 
 TASKS = {"cartpole": _cartpole}
+# Tasks that register themselves when their package is imported, by package (default: simdist_jax.envs.<task>).
+TASK_PACKAGES = {"peg_insertion": "simdist_jax.envs.manipulation"}
 
 
 def register_task(name: str, factory) -> None:
@@ -26,7 +28,7 @@ def make_task(cfg) -> Task:
   name = cfg.task
   if name not in TASKS:
     try:  # optional tasks register themselves on import
-      __import__(f"simdist_jax.envs.{name}")
+      __import__(TASK_PACKAGES.get(name, f"simdist_jax.envs.{name}"))
     except ImportError:
       pass
   if name not in TASKS:

@@ -5,7 +5,7 @@ Data recipe: paper §2.3 (Algorithm 2) and the official `config/generate_data.ya
 
 Per-task defaults for the action-corruption schedule (interval lengths are inclusive integer ranges [lo, hi]):
 - quadruped (`go2`): sigma U[0.05, 2.5] per action dim, noisy U[1, 50], clean U[25, 500] (paper/official).
-- manipulation (`ur5e`): noisy U[1, 5], clean U[5, 10] (paper); sigma range not given, 0.05..1.0 here.
+- manipulation (`peg_insertion`, `ur5e`): noisy U[1, 5], clean U[5, 10] (paper); sigma range not given, 0.05..1.0 here.
 - CartPole (250-step episodes): noisy U[5, 30], clean U[5, 40], sigma U[0.2, 1.0] (actions live in [-1, 1]); about
   40 % of the steps are noised (the quadruped recipe gives ~15 % here), so the small world model sees how actions
   move the state (docs/results.md, "CartPole world model").
@@ -14,7 +14,7 @@ Per-task defaults for the action-corruption schedule (interval lengths are inclu
 import ml_collections
 
 _QUADRUPED = ("go2", "quadruped")
-_MANIPULATION = ("ur5e", "manipulation")
+_MANIPULATION = ("ur5e", "manipulation", "peg_insertion", "table_leg")
 
 
 def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:

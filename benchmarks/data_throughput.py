@@ -28,14 +28,13 @@ import jax  # noqa: E402
 from simdist_jax.config import load_config  # noqa: E402
 from simdist_jax.data import generate as gen_lib  # noqa: E402
 from simdist_jax.data import storage, windows  # noqa: E402
-from simdist_jax.envs.registry import make_env  # noqa: E402
 from standins import PointMassEnv, StandInLadder, stand_in  # noqa: E402,F401  (re-exported)
 
 
 def main(argv=None) -> dict:
   """Times dataset generation and prints transitions/s; returns the figures."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--config", default="experiments/configs/cartpole.py:small")
+  ap.add_argument("--config", default=str(_HERE.parent / "experiments" / "configs" / "cartpole.py") + ":small")
   ap.add_argument("--num_envs", type=int, default=128)
   ap.add_argument("--shard_steps", type=int, default=100)
   ap.add_argument("--shards", type=int, default=3)
@@ -52,7 +51,11 @@ def main(argv=None) -> dict:
   overrides = [f"data.num_envs={args.num_envs}", f"data.shard_steps={args.shard_steps}",
                f"data.num_steps={args.shard_steps * args.shards}"]
   cfg = load_config(args.config, overrides)
-  env = make_env(cfg, "sim") if args.env == "task" else PointMassEnv()
+  if args.env == "task":
+    from simdist_jax.envs.registry import make_env  # pylint: disable=import-outside-toplevel  (MuJoCo: slow import)
+    env = make_env(cfg, "sim")
+  else:
+    env = PointMassEnv()
   dims = env.task.dims
   if args.expert_dir:
     load_ladder, load_critic = gen_lib.expert_loaders()

@@ -20,7 +20,8 @@
 #    Steps run in that order, each under `timeout`; the whole suite stops starting steps once --budget-s (default
 #    480 s = 8 min, dry run 150 s) would be exceeded: a step that did not fit is recorded as "skipped".
 # 4. OUT (default gpu_suite_<UTC time>.json): device (platform, kind, count, jax/jaxlib versions), per step its
-#    status / seconds / command / log tail, "figures" (flat name -> number) and each benchmark's own JSON ("raw").
+#    status / seconds / command / log tail, "figures" (flat name -> number), "vs_targets" and each benchmark's own
+#    JSON ("raw"). Exit status 1 when a step failed or timed out (the JSON is written all the same), else 0.
 #
 # --dry-run: tiny sizes, runs on a CPU in well under a minute (tests/test_gpu_suite.py runs it in the default
 # suite): one smoke test, the tiny Go2 model in the planner, tiny CartPole pretraining ("after" mode only), the
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --site=*) SITE=${1#*=} ;;
     --budget-s) BUDGET=$2; shift ;;
     --budget-s=*) BUDGET=${1#*=} ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "gpu_suite.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -196,6 +197,7 @@ pathlib.Path(out).write_text(json.dumps(res, indent=1, sort_keys=True))
 bad = [n for n, s in steps.items() if s["status"] not in ("ok", "skipped-importable")]
 print(f"== wrote {out}: {len(fig)} figures on {device.get('device_kind', '?')}, {res['total_s']} s"
       + (f"; not ok: {bad}" if bad else ""))
+sys.exit(1 if any(steps[n]["status"] in ("failed", "timeout") for n in bad) else 0)
 PY
 rc=$?
 rm -rf "$WORK"

@@ -90,7 +90,7 @@ def worker(args: argparse.Namespace) -> dict:
   gcfg = gen_lib.GenConfig(num_envs=args.num_envs, num_steps=args.shard_steps, shard_steps=args.shard_steps,
                            episode_length=episode_length)
   init_fn, chunk_fn = gen_lib.make_generator(env, ladder, critic, gcfg, mesh)
-  gs = gen_lib.shard_state(init_fn(jax.random.key(0)), mesh)
+  gs = gen_lib.shard_state(init_fn(jax.random.PRNGKey(0)), mesh)  # a raw key, as `generate` passes
 
   def gen_run(calls: int) -> None:
     nonlocal gs

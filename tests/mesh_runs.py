@@ -77,7 +77,7 @@ def generate(out: pathlib.Path, mesh: int) -> dict:
   m = mesh_lib.make_mesh(mesh_lib.resolve_size(mesh, jax.device_count()))
   init_fn, chunk_fn = make_generator(ToyEnv(), make_ladder(), make_critic(), gen_config(shard_steps=10,
                                                                                         num_steps=10), m)
-  gs, steps = chunk_fn(shard_state(init_fn(jax.random.key(0)), m))
+  gs, steps = chunk_fn(shard_state(init_fn(jax.random.PRNGKey(0)), m))
   placement = {"steps_reward": [list(x.data.shape) for x in steps["reward"].addressable_shards],
                "carry_policy_id": [list(x.data.shape) for x in gs.policy_id.addressable_shards]}
   keep = ("transitions", "episodes", "expert_flag_share", "noised_share", "scaler", "bytes_on_disk")

@@ -1,5 +1,8 @@
 """`benchmarks/gpu_suite.sh --dry-run` runs end to end on the CPU (tiny sizes, install skipped because the packages
-import) and writes one JSON with the device, every step ok and finite figures of every benchmark."""
+import) and writes one JSON with the device, every step ok and finite figures of every benchmark.
+About 30 s of CPU time (50 s wall on the 2-core box shared with other jobs, load 4-6), most of it XLA compiling the
+tiny pretraining step.
+"""
 
 import json
 import math

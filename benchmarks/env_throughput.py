@@ -1,19 +1,24 @@
 """Env steps/s of the MJX env at several batch sizes and of the MuJoCo C twin, side by side in one run.
 
 Usage: python benchmarks/env_throughput.py [--config experiments/configs/cartpole.py:small]
-       [--batches 1,64,512,2048] [--steps 200]
+       [--batches 1,64,512,2048] [--steps 200] [--no-c] [--json FILE]
 Prints a table with the device name. Compile time is excluded (one warm-up call per batch size).
 """
 
 import argparse
+import json
+import pathlib
+import sys
 import time
 
-import jax
-import numpy as np
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's simdist_jax
 
-from simdist_jax import config as config_lib
-from simdist_jax.envs.registry import make_env, make_real_env
-from simdist_jax.envs.wrappers import wrap_for_training
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from simdist_jax import config as config_lib  # noqa: E402
+from simdist_jax.envs.registry import make_env, make_real_env  # noqa: E402
+from simdist_jax.envs.wrappers import wrap_for_training  # noqa: E402
 
 
 def mjx_steps_per_s(cfg, batch: int, steps: int) -> tuple[float, float]:
@@ -58,15 +63,23 @@ def main():
   ap.add_argument("--config", default="experiments/configs/cartpole.py:small")
   ap.add_argument("--batches", default="1,64,512,2048")
   ap.add_argument("--steps", type=int, default=200)
+  ap.add_argument("--no-c", action="store_true", help="skip the MuJoCo C twin")
+  ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
   args = ap.parse_args()
   cfg = config_lib.load_config(args.config)
   dev = jax.devices()[0]
   print(f"device: {dev.platform} {dev.device_kind}; jax {jax.__version__}; task {cfg.task}")
   print(f"{'backend':<14}{'batch':>8}{'env steps/s':>16}{'compile s':>12}")
+  res = {"device": dev.device_kind, "task": cfg.task, "steps": args.steps, "mjx": {}}
   for b in [int(x) for x in args.batches.split(",")]:
     sps, comp = mjx_steps_per_s(cfg, b, args.steps)
+    res["mjx"][str(b)] = {"env_steps_per_s": sps, "compile_s": comp}
     print(f"{'mjx':<14}{b:>8}{sps:>16,.0f}{comp:>12.1f}", flush=True)
-  print(f"{'mujoco C twin':<14}{1:>8}{c_steps_per_s(cfg, args.steps * 5):>16,.0f}{'-':>12}")
+  if not args.no_c:
+    res["c_twin_steps_per_s"] = c_steps_per_s(cfg, args.steps * 5)
+    print(f"{'mujoco C twin':<14}{1:>8}{res['c_twin_steps_per_s']:>16,.0f}{'-':>12}")
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Usage:
   python benchmarks/planner_latency.py            # samples {64,256,472,1024} x iterations {1,4,8} x horizon {5,25}
   python benchmarks/planner_latency.py --quick    # samples {64,472} x iterations {1,8} x horizon {5,25}, fewer reps
+  python benchmarks/planner_latency.py --preset tiny --samples 16 --iterations 1 --horizons 4 --reps 3  # smoke
 
 One control step = `simdist_jax.planner.controller.act` jitted: history -> context -> MPPI (prior + iterations) ->
 mean[0] -> history push; wall time from numpy inputs to the action on the host (block_until_ready), after a
@@ -38,17 +39,26 @@ GO2_DIMS = {"proprio": 35, "extero": 315, "extero_shape": (21, 15), "action": 12
 HISTORY = 25
 
 
-def load_model(horizon: int) -> tuple[Any, Any, str]:
-  """(model, variables, description): the real paper-size model with T = horizon, else a stand-in."""
+def load_model(horizon: int, preset: str = "paper", fast_init: bool = False) -> tuple[Any, Any, str]:
+  """(model, variables, description): the real model of the Go2 `model` section at `preset` (default the paper
+  size; `tiny` for smoke runs, history 4) with T = horizon, else a stand-in. `fast_init`: random weights of the
+  init's shapes from numpy (`standins.random_params`), not the compiled initializer (dry runs)."""
+  global HISTORY  # the context length the controller keeps: the model's H
   try:
     from experiments.configs.sections import model as model_section  # pylint: disable=import-outside-toplevel
     from simdist_jax.world_model.model import make_world_model  # pylint: disable=import-outside-toplevel
     from simdist_jax.world_model.model import param_count  # pylint: disable=import-outside-toplevel
-    cfg = model_section.get("go2", "paper", GO2_DIMS)
+    cfg = model_section.get("go2", preset, GO2_DIMS)
+    HISTORY = int(cfg.history)
     cfg.horizon = horizon  # a local copy built for this benchmark only
     model = make_world_model(cfg, GO2_DIMS)
-    variables = model.init(jax.random.key(0))
-    return model, variables, f"real world model (paper preset, T={horizon}, {param_count(variables['params'])} params)"
+    if fast_init:
+      from standins import random_params  # pylint: disable=import-outside-toplevel
+      variables = random_params(model.init, jax.random.key(0))
+    else:
+      variables = jax.jit(model.init)(jax.random.key(0))
+    return model, variables, (f"real world model ({preset} preset, H={HISTORY}, T={horizon}, "
+                              f"{param_count(variables['params'])} params)")
   except Exception as e:  # pylint: disable=broad-except
     model, variables = _standin(horizon)
     return model, variables, f"STAND-IN model (world model unavailable: {type(e).__name__}: {e})"
@@ -169,6 +179,10 @@ def main() -> None:
   parser.add_argument("--horizons", type=int, nargs="*", default=None)
   parser.add_argument("--no-naive", action="store_true", help="skip the naive (official-like) variant")
   parser.add_argument("--json", type=str, default=None, help="also write the rows to this JSON file")
+  parser.add_argument("--preset", default="paper", choices=("paper", "small", "tiny"),
+                      help="Go2 world-model size (default: the paper's)")
+  parser.add_argument("--fast-init", action="store_true",
+                      help="random weights drawn with numpy instead of the compiled initializer (dry runs)")
   args = parser.parse_args()
   samples = args.samples or ([64, 472] if args.quick else [64, 256, 472, 1024])
   iterations = args.iterations or ([1, 8] if args.quick else [1, 4, 8])
@@ -182,7 +196,7 @@ def main() -> None:
   header = (f"{'h':>3} {'N':>5} {'it':>3} | {'ours p50':>9} {'p99':>9} | {'naive p50':>9} {'p99':>9} | "
             f"{'ratio':>6} | compile s (ours/naive)")
   for h in horizons:
-    model, variables, desc = load_model(h)
+    model, variables, desc = load_model(h, args.preset, args.fast_init)
     print(f"\nhorizon {h}: {desc}")
     print(header)
     naive = None if args.no_naive else naive_model(model)
@@ -192,7 +206,7 @@ def main() -> None:
         cfg = dataclasses.replace(base, num_samples=n - n_prior, num_prior_samples=n_prior, iterations=it,
                                   num_elites=min(64, n), horizon=h)
         ours = time_step(cfg, model, variables, h, reps)
-        row = {"device": dev.device_kind, "horizon": h, "samples": n, "iterations": it, "ours": ours}
+        row = {"device": dev.device_kind, "preset": args.preset, "horizon": h, "samples": n, "iterations": it, "ours": ours}
         line = f"{h:>3} {n:>5} {it:>3} | {ours['p50_ms']:>9.2f} {ours['p99_ms']:>9.2f} | "
         if naive is not None:
           nv = time_step(cfg, naive, variables, h, reps)

@@ -1,7 +1,8 @@
 """Pretraining throughput (windows/s): one Adam step per jit call vs K steps per jit call, side by side.
 
 Usage: python benchmarks/train_throughput.py [--task cartpole|go2] [--preset small|paper|tiny] [--batch B]
-                                            [--k K] [--steps N] [--repeats R]
+                                            [--k K] [--steps N] [--repeats R] [--modes before,after]
+                                            [--fast-init] [--json FILE]
 
 "before" is the old loop: the host draws a batch (`dataset.sample`, one jit call), runs one jitted step
 (`train.train_step`) and reads the loss back (a host sync per step). "after" is what `pretrain` does now: one
@@ -14,6 +15,8 @@ Each mode is timed `--repeats` times, alternating, and the best run is reported 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import pathlib
 import sys
 import time
@@ -52,7 +55,14 @@ def main() -> None:
   ap.add_argument("--k", type=int, default=0, help="steps per jit call (default: the preset's model.log_every)")
   ap.add_argument("--steps", type=int, default=200, help="timed steps per run (rounded up to a multiple of K)")
   ap.add_argument("--repeats", type=int, default=2)
+  ap.add_argument("--modes", default="before,after", help="comma-separated subset of before,after")
+  ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+  ap.add_argument("--fast-init", action="store_true",
+                  help="random weights drawn with numpy instead of the compiled initializer (dry runs)")
   args = ap.parse_args()
+  modes = [m for m in ("before", "after") if m in args.modes.split(",")]
+  if not modes:
+    ap.error("--modes needs before and/or after")
   dims = DIMS[args.task]
   mcfg = model_section.get(args.task, args.preset, dims)
   B = args.batch or int(mcfg.batch_size)
@@ -62,7 +72,11 @@ def main() -> None:
   ds = random_windows(dims, int(mcfg.history), int(mcfg.horizon))
   opts = train.StepOptions.from_config(mcfg, dims)
   wm, tx = train.make_world_model(opts), train.optimizer(opts)
-  v = wm.with_scaler(train.init_params(opts, jax.random.key(0)), ds.stats)
+  if args.fast_init:
+    from standins import random_params  # pylint: disable=import-outside-toplevel
+    v = wm.with_scaler(random_params(functools.partial(train.init_params, opts), jax.random.key(0)), ds.stats)
+  else:
+    v = wm.with_scaler(train.init_params(opts, jax.random.key(0)), ds.stats)
   state0 = train.TrainState(v["params"], tx.init(v["params"]), jnp.zeros((), jnp.int32))
   scaler = v["scaler"]
   key_data, key_loss = jax.random.split(jax.random.key(1))
@@ -82,30 +96,37 @@ def main() -> None:
       jax.device_get(m)  # one host sync per chunk
     return state
 
-  t0 = time.perf_counter()
-  jax.block_until_ready(before(state0, 1))
-  compile_before = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  jax.block_until_ready(after(state0, 1))
-  compile_after = time.perf_counter() - t0
-  best = {"before": float("inf"), "after": float("inf")}
+  run = {"before": lambda: before(state0, N), "after": lambda: after(state0, n_chunks)}
+  warm = {"before": lambda: before(state0, 1), "after": lambda: after(state0, 1)}
+  compile_s = {}
+  for m in modes:
+    t0 = time.perf_counter()
+    jax.block_until_ready(warm[m]())
+    compile_s[m] = time.perf_counter() - t0
+  best = {m: float("inf") for m in modes}
   for _ in range(args.repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(before(state0, N))
-    best["before"] = min(best["before"], time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    jax.block_until_ready(after(state0, n_chunks))
-    best["after"] = min(best["after"], time.perf_counter() - t0)
+    for m in modes:
+      t0 = time.perf_counter()
+      jax.block_until_ready(run[m]())
+      best[m] = min(best[m], time.perf_counter() - t0)
 
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); task {args.task}, preset {args.preset}, "
         f"params {model_lib.param_counts(v['params'])['total']:,}, batch {B}, K {K}, {N} timed steps, best of "
         f"{args.repeats}")
   print(f"{'mode':<34}{'compile+1st s':>14}{'ms/step':>10}{'windows/s':>12}")
-  for name, label, comp in (("before", "before: 1 step per jit call", compile_before),
-                            ("after", f"after: {K} steps per jit call", compile_after)):
-    dt = best[name] / N
-    print(f"{label:<34}{comp:>14.1f}{dt * 1e3:>10.2f}{B / dt:>12.0f}")
-  print(f"speed-up: {best['before'] / best['after']:.2f}x")
+  labels = {"before": "before: 1 step per jit call", "after": f"after: {K} steps per jit call"}
+  res = {"device": jax.devices()[0].device_kind, "task": args.task, "preset": args.preset,
+         "params": int(model_lib.param_counts(v["params"])["total"]), "batch": B, "k": K, "timed_steps": N,
+         "H": int(mcfg.history), "T": int(mcfg.horizon)}
+  for m in modes:
+    dt = best[m] / N
+    print(f"{labels[m]:<34}{compile_s[m]:>14.1f}{dt * 1e3:>10.2f}{B / dt:>12.0f}")
+    res.update({f"{m}_windows_per_s": B / dt, f"{m}_ms_per_step": dt * 1e3, f"{m}_compile_s": compile_s[m]})
+  if len(modes) == 2:
+    res["speed_up"] = best["before"] / best["after"]
+    print(f"speed-up: {res['speed_up']:.2f}x")
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

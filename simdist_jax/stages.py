@@ -83,8 +83,8 @@ class Stage:
 
 
 # Keys that only change progress lines, logged metrics or evaluation during training: in no fingerprint.
-LOG_ONLY = ("preset", "run.log_every_s", "run.compile_cache_dir", "expert.train_eval_episodes", "model.log_every", "model.eval_every",
-            "model.eval_batches")
+LOG_ONLY = ("preset", "run.log_every_s", "run.compile_cache_dir", "run.mesh", "expert.train_eval_episodes",
+            "model.log_every", "model.eval_every", "model.eval_batches")
 # What exists only on the real side: the real domain (and the Go2 world it is built from).
 _REAL = ("domain.real", "env.world")
 # The evaluation protocol's grid of initial conditions (tasks with `Task.initial_conditions`, e.g. peg_insertion):

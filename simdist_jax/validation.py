@@ -6,7 +6,9 @@
 `mppi.PlannerConfig.from_config(..., model_horizon=T)`), and adds the checks no constructor makes: sizes >= 1,
 ranges lo <= hi, ratios in [0, 1], learning rates > 0 and warmup <= decay, `latent_dim % num_heads == 0` for
 every transformer in use, per-dimension action bounds of the task's action size, the augmentation noise of the
-task's proprio size, the control period a multiple of the physics step. Every problem is reported, not only the
+task's proprio size, the control period a multiple of the physics step, `run.mesh` at most
+`jax.device_count()` devices that divide `model.batch_size`, `model.finetune.batch_size` and `data.num_envs` (JAX is
+asked for its devices only for a mesh of >= 2). Every problem is reported, not only the
 first, as `key=value: must be <valid range>` in one `ConfigError`, before any stage runs or any file is written.
 
 Keys a check reads but the config lacks are skipped (the constructors report a missing key they need), so new
@@ -133,10 +135,20 @@ def _text(e: BaseException) -> str:
 
 
 # ---- sections ---------------------------------------------------------------------------------------------------
+MESH = ((lambda v: _is_int(v) and v >= -1), "an integer >= -1 (0 or 1: one device, -1: every device, n: n devices "
+        "along the 'data' axis)")
+
+
 def _run(c: _Checks) -> None:
   c.need("run.seed", COUNT)
   c.need("run.log_every_s", POSITIVE)
   c.need("run.compile_cache_dir", PATH_OR_EMPTY)
+  value = c.get("run.mesh")
+  if c.need("run.mesh", MESH) and value is not _MISSING and value not in (0, 1):
+    import jax  # pylint: disable=import-outside-toplevel  (only a multi-device mesh asks JAX for its devices)
+    from simdist_jax import mesh  # pylint: disable=import-outside-toplevel
+    sizes = {k: c.get(k) for k in ("model.batch_size", "model.finetune.batch_size", "data.num_envs")}
+    c.errors.extend(mesh.problems(value, jax.device_count(), {k: v for k, v in sizes.items() if _is_int(v) and v >= 1}))
 
 
 def _task(c: _Checks) -> Any:

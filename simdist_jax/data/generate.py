@@ -26,6 +26,12 @@ Per-step labels (step k of env j, state s_k before acting):
   policy_id    ladder index of the acting policy; episode_id: global id k * N + j of env j's k-th episode.
 An episode ends at the env's `done` (termination or the episode-length cut); the next step starts a new episode.
 
+Devices (`run.mesh` >= 2, `simdist_jax.mesh`): the env batch is split over the "data" axis, N / n envs per device
+(every [N, ...] leaf of the carry sharded along N, the key and the ladder / critic params replicated), and the same
+jitted scan runs on every device. Random draws do not depend on the sharding, env j gets the same key as on one
+device and episode ids stay global (k * N + j), so the host gathers each shard's [S, N, ...] arrays into the same
+files, one manifest, one resume state (which may be resumed on another device count).
+
 Resumption: the generation carry (env states, schedules, keys) is saved after every complete shard; rerunning the
 same command continues from there and yields byte-identical shards to an uninterrupted run (every chunk call takes
 its carry through the same host round-trip, so both paths feed identical inputs to the same compiled function).
@@ -47,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simdist_jax import fileio
+from simdist_jax import mesh as mesh_lib
 from simdist_jax import paths
 from simdist_jax.config import atomic_write_text, to_json
 from simdist_jax.data import scaler as scaler_lib
@@ -135,7 +142,18 @@ def _num_policies(ladder: Any) -> int:
   return int(jax.tree.leaves(ladder.params)[0].shape[0])
 
 
-def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfig
+def shard_state(gs: GenState, mesh: Any, inside_jit: bool = False) -> GenState:
+  """`gs` with every per-env leaf ([N, ...]: the env state and the schedules) split along N over `mesh` and the
+  key replicated; inside jit a sharding constraint, outside a placement. Identity without a mesh."""
+  if mesh is None:
+    return gs
+  per_env, key = gs._replace(key=None), gs.key
+  if inside_jit:
+    return mesh_lib.constrain(per_env, mesh)._replace(key=mesh_lib.constrain(key, mesh, None))
+  return mesh_lib.shard(per_env, mesh)._replace(key=mesh_lib.replicate(key, mesh))
+
+
+def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfig, mesh: Any = None
                    ) -> tuple[Callable, Callable]:
   """Builds `(init_fn(key) -> GenState, chunk_fn(GenState) -> (GenState, steps))`.
 
@@ -145,6 +163,9 @@ def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: Ge
     ladder: `Ladder(params [K, ...], apply_fn(params, policy_id, priv[S]) -> action[A], iterations, expert_id)`.
     critic: `(params, apply_fn(params, priv[S]) -> value)`, the expert critic.
     gcfg: generation settings.
+    mesh: None (one device) or the data-parallel mesh (`simdist_jax.mesh`): `chunk_fn` keeps the carry's per-env
+      leaves and every step's outputs sharded along N (place its input with `shard_state`); `gcfg.num_envs` must
+      be a multiple of the mesh size.
 
   `chunk_fn` is one call of a jitted `lax.scan` of `shard_steps` steps; `steps` is a dict of [S, N, ...] arrays
   (keys of `storage.STEP_KEYS` plus `expert_action` [S, N, A], the clipped expert action, for checks). The ladder
@@ -155,6 +176,7 @@ def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: Ge
 
   benv = wrap_for_training(env, episode_length=gcfg.episode_length)
   n, a_dim = gcfg.num_envs, int(env.action_size)
+  mesh_lib.check_divisible(mesh, {"data.num_envs": n})
   k_pol = _num_policies(ladder)
   expert_id = int(ladder.expert_id)
   if not 0 <= expert_id < k_pol:
@@ -223,11 +245,17 @@ def make_generator(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: Ge
                      ep_count=gs.ep_count + done.astype(jnp.int32), key=key)
     return gs, out
 
+  def sharded_step(policy_params: Any, value_params: Any, gs: GenState) -> tuple[GenState, dict]:
+    gs, out = step(policy_params, value_params, shard_state(gs, mesh, inside_jit=True))
+    return shard_state(gs, mesh, inside_jit=True), mesh_lib.constrain(out, mesh)
+
   @jax.jit
   def chunk(policy_params: Any, value_params: Any, gs: GenState) -> tuple[GenState, dict]:
-    return jax.lax.scan(lambda g, _: step(policy_params, value_params, g), gs, None, length=gcfg.shard_steps)
+    return jax.lax.scan(lambda g, _: sharded_step(policy_params, value_params, g), gs, None,
+                        length=gcfg.shard_steps)
 
-  return jax.jit(init_fn), functools.partial(chunk, ladder.params, critic_params)
+  policy_params, critic_params = mesh_lib.replicate((ladder.params, critic_params), mesh)
+  return jax.jit(init_fn), functools.partial(chunk, policy_params, critic_params)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -328,8 +356,8 @@ def _finish_manifest(gcfg: GenConfig, lay: dict, progress: dict, dims: dict, met
 
 def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfig, data_dir: str | os.PathLike,
              seed: int, config_record: Mapping, stop_after_shards: int | None = None,
-             log: Callable[[str], None] = print, generator: tuple[Callable, Callable] | None = None
-             ) -> dict | None:
+             log: Callable[[str], None] = print, generator: tuple[Callable, Callable] | None = None,
+             mesh: Any = None) -> dict | None:
   """Generates (or resumes, or confirms) the dataset in `data_dir`. Returns the manifest (None if stopped early).
 
   Args:
@@ -343,7 +371,10 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
       resume (a different record refuses to resume / reuse).
     stop_after_shards: write at most this many new shards, then return None (simulates an interruption).
     log: sink of the progress and warning lines.
-    generator: a prebuilt `make_generator(env, ladder, critic, gcfg)` pair (reuses its compiled functions).
+    generator: a prebuilt `make_generator(env, ladder, critic, gcfg, mesh)` pair (reuses its compiled functions;
+      built with the same `mesh`).
+    mesh: None (one device) or the data-parallel mesh: each shard's scan runs with the env batch split over its
+      devices; the files written are the same (see the module docstring).
   """
   data_dir = pathlib.Path(data_dir)
   data_dir.mkdir(parents=True, exist_ok=True)
@@ -360,7 +391,7 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
   task = env.task
   dims = {k: (list(v) if isinstance(v, tuple) else v) for k, v in task.dims.items()}
   lay = storage.layout(task.dims, gcfg.obs_dtypes, _num_policies(ladder))
-  init_fn, chunk_fn = generator or make_generator(env, ladder, critic, gcfg)
+  init_fn, chunk_fn = generator or make_generator(env, ladder, critic, gcfg, mesh)
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _DATA_STREAM)
   resume_path = data_dir / RESUME
   treedef = jax.tree.structure(jax.eval_shape(init_fn, key))
@@ -399,7 +430,7 @@ def generate(env: Any, ladder: Any, critic: tuple[Any, Callable], gcfg: GenConfi
     if stop_after_shards is not None and written >= stop_after_shards:
       log(f"data: stopped after {written} new shards (next shard {k})")
       return None
-    gs, steps = chunk_fn(_from_host(treedef, leaves))
+    gs, steps = chunk_fn(shard_state(_from_host(treedef, leaves), mesh))
     host = {kk: np.asarray(v) for kk, v in jax.device_get(steps).items()}
     host["policy_id"] = host["policy_id"].astype(lay["policy_id"]["dtype"])
     stored, f16_err = storage.encode(host, lay)
@@ -472,4 +503,4 @@ def run_stage(cfg: Any, workdir: str | os.PathLike) -> dict:
   env = make_env(cfg, "sim")
   gcfg = GenConfig.from_config(cfg)
   return generate(env, ladder, critic, gcfg, paths.data_dir(workdir), int(cfg.run.seed),
-                  config_record(cfg, ladder))
+                  config_record(cfg, ladder), mesh=mesh_lib.from_config(cfg))

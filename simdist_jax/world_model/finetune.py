@@ -8,6 +8,10 @@ returned bit-identical. The optimizer is a fresh Adam with its own warmup-cosine
 Fig. 10 unfreezing ablations). Steps run K per jit call in a guarded `lax.scan` (`finetune_chunk`, params and
 batches as arguments, static options as `train.StepOptions`); a non-finite loss returns the input variables
 unchanged (see `finetune_variables`).
+
+Data parallel over `config.run.mesh` devices exactly as pretraining (`train` module docstring): trainable, frozen,
+scaler, optimizer state and dataset arrays replicated, the [B, L, ...] batch sharded along B; the returned variables
+are back on the default device.
 """
 
 import functools
@@ -19,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from simdist_jax import mesh as mesh_lib
 from simdist_jax.metrics import MetricsWriter
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import losses as losses_lib
@@ -100,20 +105,23 @@ def finetune_step(opts: train_lib.StepOptions, state: FinetuneState, frozen: Any
 FINITE_KEYS = ("finetune/loss", "finetune/grad_norm", "finetune/param_norm")
 
 
-@functools.partial(jax.jit, static_argnames=("opts", "num_steps", "batch_size", "sample_fn"))
+@functools.partial(jax.jit, static_argnames=("opts", "num_steps", "batch_size", "sample_fn", "mesh"))
 def finetune_chunk(opts: train_lib.StepOptions, state: FinetuneState, frozen: Any, scaler: Any, data: Any,
                    key_data: jax.Array, key_loss: jax.Array, *, num_steps: int, batch_size: int,
-                   sample_fn: Callable | None = None) -> tuple[FinetuneState, dict]:
+                   sample_fn: Callable | None = None, mesh: jax.sharding.Mesh | None = None
+                   ) -> tuple[FinetuneState, dict]:
   """`num_steps` guarded finetuning steps in one `lax.scan` (`train.guarded_scan`): `(state, metrics [K])`.
 
-  `data`, `key_data`, `sample_fn`: as in `train.train_chunk` (step s trains on
-  `sample_fn(data, fold_in(key_data, s), batch_size)`, or on the pre-drawn `data[k]` without a `sample_fn`).
+  `data`, `key_data`, `sample_fn`, `mesh`: as in `train.train_chunk` (step s trains on
+  `sample_fn(data, fold_in(key_data, s), batch_size)`, or on the pre-drawn `data[k]` without a `sample_fn`; with a
+  mesh the batch is sharded along B and the state replicated).
   """
   parts = _finetune_parts(opts)
 
   def one(st: FinetuneState, x: Any) -> tuple[FinetuneState, dict]:
     batch = x if sample_fn is None else sample_fn(data, jax.random.fold_in(key_data, st.step), batch_size)
-    return _step(parts, st, frozen, scaler, batch, key_loss)
+    st, m = _step(parts, st, frozen, scaler, mesh_lib.constrain(batch, mesh), key_loss)
+    return mesh_lib.constrain(st, mesh, None), m
 
   xs = data if sample_fn is None else None
   return train_lib.guarded_scan(one, state, xs, num_steps, FINITE_KEYS)
@@ -144,6 +152,8 @@ def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, 
   steps and, when the dataset has held-out windows (`sample_eval`), the held-out latent loss before/after.
   """
   mcfg, fcfg = config.model, config.model.finetune
+  mesh = mesh_lib.from_config(config)
+  mesh_lib.check_divisible(mesh, {"model.finetune.batch_size": int(fcfg.batch_size)})
   opts = train_lib.StepOptions.from_config(mcfg, dataset.dims)
   tx = optimizer(opts)
   trainable, frozen = split_params(variables["params"], str(fcfg.train))
@@ -152,12 +162,16 @@ def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, 
   del key
   bs, num_steps = int(fcfg.batch_size), int(num_steps)
   sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
+  if mesh is not None:  # data parallel: everything but the batch replicated
+    trainable, frozen, scaler, arrays, key_data, key_loss = mesh_lib.replicate(
+      (trainable, frozen, scaler, arrays, key_data, key_loss), mesh)
 
   def held_out(tr: Any) -> float | None:
     if not hasattr(dataset, "sample_eval") or getattr(dataset, "num_eval_windows", None) == 0:
       return None  # no held-out windows (e.g. real data with eval_fraction 0)
-    vals = [float(eval_step(opts, tr, frozen, scaler, dataset.sample_eval(jax.random.fold_in(key_eval, i), bs),
-                            key_eval)[0]) for i in range(4)]
+    vals = [float(eval_step(opts, tr, frozen, scaler,
+                            mesh_lib.shard(dataset.sample_eval(jax.random.fold_in(key_eval, i), bs), mesh),
+                            mesh_lib.replicate(key_eval, mesh))[0]) for i in range(4)]
     return sum(vals) / len(vals)
 
   before = held_out(trainable)
@@ -169,10 +183,11 @@ def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, 
     k = min(int(mcfg.log_every), num_steps - step)
     if sample_fn is None:
       data, k = train_lib.draw_batches(dataset, key_data, step, k, bs)
+      data = mesh_lib.shard(data, mesh, axis=1)  # [K, B, ...] split along B
     else:
       data = arrays
     state, m = finetune_chunk(opts, state, frozen, scaler, data, key_data, key_loss, num_steps=k, batch_size=bs,
-                              sample_fn=sample_fn)
+                              sample_fn=sample_fn, mesh=mesh)
     m = jax.device_get(m)  # the one host sync of the chunk
     bad = train_lib.first_nonfinite(m["finite"])
     if bad is not None:
@@ -195,7 +210,7 @@ def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, 
   if before is not None:
     metrics["finetune/eval/loss/latent_before"] = before
     metrics["finetune/eval/loss/latent_after"] = after
-  new_vars = {"params": merge_params(state.trainable, frozen), "scaler": scaler}
+  new_vars = mesh_lib.to_default_device({"params": merge_params(state.trainable, frozen), "scaler": scaler}, mesh)
   return new_vars, metrics
 
 

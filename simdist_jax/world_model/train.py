@@ -21,6 +21,12 @@ batches as an uninterrupted one.
 The compiled functions take the params, optimizer state and scaler as arguments and the static options as one
 hashable `StepOptions` (every `config.model` key except the loop-only `LOOP_KEYS`), a jit static argument.
 
+Data parallel (`config.run.mesh` >= 2 devices, `simdist_jax.mesh`): the state, scaler, dataset arrays and keys are
+replicated over the mesh at the call site, the batch [B, L, ...] is sharded along B (drawn inside the scan and
+pinned there by `train_chunk`'s static `mesh`; host-drawn [K, B, ...] stacks are placed sharded along axis 1), and
+the same jitted step runs on every device, GSPMD all-reducing the gradient. The global batch, keys and batches are
+those of one device, so the loss curve agrees to float rounding. Without a mesh (0 or 1) nothing changes.
+
 `SyntheticDataset` is a tiny linear system with known dynamics, rewards and values (tests and demos).
 """
 
@@ -39,6 +45,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from simdist_jax import mesh as mesh_lib
 from simdist_jax.metrics import MetricsWriter, format_duration
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import losses as losses_lib
@@ -251,10 +258,10 @@ def guarded_scan(step_fn: Callable[[Any, Any], tuple[Any, dict]], state: Any, xs
 FINITE_KEYS = ("train/loss", "train/grad_norm", "train/param_norm")
 
 
-@functools.partial(jax.jit, static_argnames=("opts", "num_steps", "batch_size", "sample_fn"))
+@functools.partial(jax.jit, static_argnames=("opts", "num_steps", "batch_size", "sample_fn", "mesh"))
 def train_chunk(opts: StepOptions, state: TrainState, scaler: Any, data: Any, key_data: jax.Array,
-                key_loss: jax.Array, *, num_steps: int, batch_size: int, sample_fn: Callable | None = None
-                ) -> tuple[TrainState, dict]:
+                key_loss: jax.Array, *, num_steps: int, batch_size: int, sample_fn: Callable | None = None,
+                mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, dict]:
   """`num_steps` guarded Adam steps in one `lax.scan` (see `guarded_scan`): `(state, metrics [K])`.
 
   Args:
@@ -266,14 +273,18 @@ def train_chunk(opts: StepOptions, state: TrainState, scaler: Any, data: Any, ke
     key_data: the batch key stream (folded with the step).
     key_loss: the dropout / noise key stream (folded with the step).
     num_steps: K, the number of steps.
-    batch_size: B, windows per step.
+    batch_size: B, windows per step (the global batch: B / n per device on a mesh of n).
     sample_fn: the dataset's pure sampler, or None.
+    mesh: None (one device: the program is the single-device one), or the data-parallel mesh: each step's batch
+      is constrained to be sharded along B and the state to be replicated (place the arguments with
+      `mesh.replicate` / `mesh.shard` at the call site).
   """
   parts = _pretrain_parts(opts)
 
   def one(st: TrainState, x: Any) -> tuple[TrainState, dict]:
     batch = x if sample_fn is None else sample_fn(data, jax.random.fold_in(key_data, st.step), batch_size)
-    return _step(parts, st, scaler, batch, key_loss)
+    st, m = _step(parts, st, scaler, mesh_lib.constrain(batch, mesh), key_loss)
+    return mesh_lib.constrain(st, mesh, None), m
 
   xs = data if sample_fn is None else None
   return guarded_scan(one, state, xs, num_steps, FINITE_KEYS)
@@ -315,12 +326,14 @@ def first_nonfinite(finite: np.ndarray) -> int | None:
 
 
 def evaluate(eval_fn: Any, params: Any, scaler: Any, dataset: Any, key: jax.Array, batch_size: int,
-             num_batches: int) -> dict[str, float]:
-  """Mean eval metrics over `num_batches` held-out batches (deterministic model, no augmentation)."""
+             num_batches: int, mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
+  """Mean eval metrics over `num_batches` held-out batches (deterministic model, no augmentation); with a mesh
+  each batch is sharded along B (`params` and `scaler` replicated by the caller)."""
   acc: dict[str, float] = {}
   for i in range(num_batches):
     k_data, k_loss = jax.random.split(jax.random.fold_in(key, i))
-    _, m = eval_fn(params, scaler, dataset.sample_eval(k_data, batch_size), k_loss)
+    batch = mesh_lib.shard(dataset.sample_eval(k_data, batch_size), mesh)
+    _, m = eval_fn(params, scaler, batch, mesh_lib.replicate(k_loss, mesh))
     for k, v in m.items():
       acc[k] = acc.get(k, 0.0) + float(v) / num_batches
   return acc
@@ -339,6 +352,8 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
   """
   mcfg = config.model
   dims = dataset.dims
+  mesh = mesh_lib.from_config(config)
+  mesh_lib.check_divisible(mesh, {"model.batch_size": int(mcfg.batch_size)})
   opts = StepOptions.from_config(mcfg, dims)
   wm, tx = make_world_model(opts), optimizer(opts)
   root_key = jax.random.key(int(config.run.seed))
@@ -366,6 +381,11 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
   scaler = variables["scaler"]
   sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
   eval_fn = functools.partial(eval_step, opts)
+  if mesh is not None:  # data parallel: everything but the batch replicated (identity at one device)
+    state, scaler, arrays = mesh_lib.replicate((state, scaler, arrays), mesh)
+    key_data, key_loss = mesh_lib.replicate((key_data, key_loss), mesh)
+    print(f"[world_model] data parallel over {mesh_lib.size(mesh)} devices ({mesh.devices[0].platform}): "
+          f"{int(mcfg.batch_size) // mesh_lib.size(mesh)} windows per device per step", flush=True)
 
   writer = MetricsWriter(workdir, tb_subdir="tb")
   num_steps, batch_size = int(mcfg.num_steps), int(mcfg.batch_size)
@@ -386,10 +406,11 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
       k = next_boundary(step, num_steps, log_every, eval_every, ckpt_every) - step
       if sample_fn is None:
         data, k = draw_batches(dataset, key_data, step, k, batch_size)
+        data = mesh_lib.shard(data, mesh, axis=1)  # [K, B, ...] split along B
       else:
         data = arrays
       state, metrics = train_chunk(opts, state, scaler, data, key_data, key_loss, num_steps=k,
-                                   batch_size=batch_size, sample_fn=sample_fn)
+                                   batch_size=batch_size, sample_fn=sample_fn, mesh=mesh)
       metrics = jax.device_get(metrics)  # the one host sync of the chunk
       bad = first_nonfinite(metrics["finite"])
       if bad is not None:
@@ -417,7 +438,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
               flush=True)
       if step % eval_every == 0 or step == num_steps:
         ev = evaluate(eval_fn, state.params, scaler, dataset, jax.random.fold_in(key_eval, step), batch_size,
-                      int(mcfg.eval_batches))
+                      int(mcfg.eval_batches), mesh)
         metrics_out.update(ev)
         writer.write(step, ev)
         print(f"[world_model] eval step {step}: " + " ".join(f"{kk}={v:.4f}" for kk, v in sorted(ev.items())),
@@ -427,7 +448,8 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
   finally:
     writer.close()
     ckpt.close()
-  return TrainResult({"params": state.params, "scaler": scaler}, step, metrics_out, workdir)
+  variables = mesh_lib.to_default_device({"params": state.params, "scaler": scaler}, mesh)
+  return TrainResult(variables, step, metrics_out, workdir)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -21,3 +21,9 @@ def add_stage_sections(c: ml_collections.ConfigDict, task: str, preset: str, dim
   # >= 1 s to compile are stored and reused by later processes (reruns, the next stage with the same shapes).
   # Changes no result, so it is in no stage's fingerprint.
   c.run.compile_cache_dir = ""
+  # Devices along the "data" axis of the mesh pretraining, finetuning and data generation run on (data parallel:
+  # params replicated, the batch / env batch split over the devices; `simdist_jax.mesh`). 0 or 1 = one device (no
+  # mesh, the single-device programs), n = the first n devices, -1 = every device. Must be <= jax.device_count()
+  # and divide model.batch_size, model.finetune.batch_size and data.num_envs. Results agree with one device to
+  # float rounding (the same batches and keys), so it is in no stage's fingerprint.
+  c.run.mesh = 0

@@ -16,6 +16,7 @@ observation, reward, termination) as pure functions of a `phys` dict of arrays r
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, Mapping
 
 from brax.envs.base import Env, State
@@ -26,6 +27,23 @@ from mujoco import mjx
 import numpy as np
 
 from simdist_jax.envs.domain import Domain, Params
+
+
+def fields_from_env_cfg(cls: type, env_cfg: Mapping[str, Any], reward_terms: tuple[str, ...],
+                        number: type | None = None) -> Any:
+  """A task-config dataclass `cls` from a `config.env` mapping: every key that is a field of `cls` (others, e.g.
+  `episode_length`, are ignored); `reward_scales` becomes ((term, float), ...) in `reward_terms` order; lists (and,
+  with `number`, tuples) become tuples, their entries cast to `number` when given."""
+  kw = {}
+  for f in dataclasses.fields(cls):
+    if f.name in env_cfg:
+      v = env_cfg[f.name]
+      if f.name == "reward_scales":
+        v = tuple((k, float(v[k])) for k in reward_terms)
+      elif isinstance(v, list) or (number is not None and isinstance(v, tuple)):
+        v = tuple(v) if number is None else tuple(number(x) for x in v)
+      kw[f.name] = v
+  return cls(**kw)
 
 Phys = dict  # field name -> array, read from mjx.Data or mujoco.MjData
 

@@ -1,6 +1,6 @@
 """Shared stand-ins for the data tests: a toy brax env (fast to compile), a linear policy ladder and critic.
 
-ToyEnv: a 1-D point mass. state x = (pos, vel), per-episode domain `mass` ~ U[0.5, 2], command c ~ U[-1, 1].
+ToyEnv: the 1-D point mass of `simdist_jax.envs.point_mass` at dt = DT. state x = (pos, vel), per-episode domain `mass` ~ U[0.5, 2], command c ~ U[-1, 1].
   obs["state"] = [pos, vel | pos^2, sin(pos), cos(pos) | c]   (P = 2, E = 3, C = 1; noise-free)
   obs["privileged_state"] = [pos, vel, mass, c]              (S = 4)
   step: vel' = vel + dt * a / mass, pos' = pos + dt * vel'; reward r = -(pos' - c)^2 (uses s_{k+1});
@@ -18,62 +18,24 @@ import shutil
 import tempfile
 from typing import NamedTuple
 
-from brax.envs.base import Env, State
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from simdist_jax.envs.point_mass import PointMassEnv, PointMassTask
 
 DT = 0.1
 CRITIC_W = np.array([-1.0, -0.5, 0.0, 1.0], np.float32)
 CRITIC_B = np.float32(0.25)
 
 
-class ToyTask:
-  name = "toy"
-  dims = {"proprio": 2, "extero": 3, "extero_shape": (3,), "action": 1, "command": 1, "privileged": 4}
-
-  def split_state(self, s):
-    return s[..., :2], s[..., 2:5], s[..., 5:]
+ToyTask = PointMassTask
 
 
-class ToyEnv(Env):
+class ToyEnv(PointMassEnv):
+  """The point mass at the data tests' control period DT."""
+
   def __init__(self):
-    self.task = ToyTask()
-
-  @property
-  def observation_size(self):
-    return {"state": (6,), "privileged_state": (4,)}
-
-  @property
-  def action_size(self) -> int:
-    return 1
-
-  @property
-  def backend(self) -> str:
-    return "toy"
-
-  def _obs(self, x, mass, c):
-    pos, vel = x[0], x[1]
-    state = jnp.stack([pos, vel, pos ** 2, jnp.sin(pos), jnp.cos(pos), c])
-    return {"state": state, "privileged_state": jnp.stack([pos, vel, mass, c])}
-
-  def reset(self, rng):
-    k1, k2, k3, k4 = jax.random.split(rng, 4)
-    mass = jax.random.uniform(k1, (), minval=0.5, maxval=2.0)
-    x = jax.random.uniform(k2, (2,), minval=-0.5, maxval=0.5)
-    c = jax.random.uniform(k3, (), minval=-1.0, maxval=1.0)
-    return State(pipeline_state=x, obs=self._obs(x, mass, c), reward=jnp.zeros(()), done=jnp.zeros(()),
-                 metrics={}, info={"domain": {"mass": mass}, "task": {"c": c}, "rng": k4})
-
-  def step(self, state, action):
-    mass, c = state.info["domain"]["mass"], state.info["task"]["c"]
-    x = state.pipeline_state
-    vel = x[1] + DT * action[0] / mass
-    pos = x[0] + DT * vel
-    x1 = jnp.stack([pos, vel])
-    reward = -((pos - c) ** 2)
-    done = (jnp.abs(pos) > 1.5).astype(jnp.float32)
-    return state.replace(pipeline_state=x1, obs=self._obs(x1, mass, c), reward=reward, done=done)
+    super().__init__(dt=DT)
 
 
 class Ladder(NamedTuple):

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from simdist_jax.envs import base
 from simdist_jax.envs.base import Phys, Task
 from simdist_jax.envs.domain import Domain, Params
 from simdist_jax.envs.go2 import model as model_lib
@@ -101,16 +102,7 @@ class Go2Config:
   @classmethod
   def from_env_cfg(cls, env_cfg) -> "Go2Config":
     """Builds from a `config.env` mapping; keys not fields of Go2Config (episode_length...) are ignored."""
-    kw = {}
-    for f in dataclasses.fields(cls):
-      if f.name in env_cfg:
-        v = env_cfg[f.name]
-        if f.name == "reward_scales":
-          v = tuple((k, float(v[k])) for k in REWARD_TERMS)
-        elif isinstance(v, list):
-          v = tuple(v)
-        kw[f.name] = v
-    return cls(**kw)
+    return base.fields_from_env_cfg(cls, env_cfg, REWARD_TERMS)
 
 
 def make_terrain(cfg: Go2Config):

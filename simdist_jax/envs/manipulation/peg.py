@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from simdist_jax.envs import base
 from simdist_jax.envs.base import Phys, Task
 from simdist_jax.envs.domain import Domain, Params
 from simdist_jax.envs.manipulation import grids as grids_lib
@@ -88,16 +89,7 @@ class PegConfig:
   @classmethod
   def from_env_cfg(cls, env_cfg) -> "PegConfig":
     """Builds from a `config.env` mapping; keys that are not fields (episode_length, ...) are ignored."""
-    kw = {}
-    for f in dataclasses.fields(cls):
-      if f.name in env_cfg:
-        v = env_cfg[f.name]
-        if f.name == "reward_scales":
-          v = tuple((k, float(v[k])) for k in REWARD_TERMS)
-        elif isinstance(v, (list, tuple)):
-          v = tuple(float(x) for x in v)
-        kw[f.name] = v
-    return cls(**kw)
+    return base.fields_from_env_cfg(cls, env_cfg, REWARD_TERMS, number=float)
 
 
 class PegInsertion(Task):

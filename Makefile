@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/simdist-jax run --config=experiments/configs/cartpole.py:small --workdir=runs/cartpole_small
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=25
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=20

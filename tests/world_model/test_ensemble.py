@@ -38,6 +38,7 @@ def ens3():
   return _setup(3)
 
 
+@pytest.mark.slow
 def test_single_decoder_keeps_its_parameter_paths(ens3):
   _, wm, v, ctx, acts, _ = _setup(1)
   assert "decoder" in v["params"]["dynamics"] and not any(k.startswith("member_") for k in v["params"]["dynamics"])
@@ -48,6 +49,7 @@ def test_single_decoder_keeps_its_parameter_paths(ens3):
   assert model_lib.param_count(ens3[2]["params"]["dynamics"]) == 3 * model_lib.param_count(v["params"]["dynamics"])
 
 
+@pytest.mark.slow
 def test_members_are_distinct_and_the_prediction_is_their_mean(ens3):
   _, wm, v, ctx, acts, _ = ens3
   assert sorted(v["params"]["dynamics"]) == ["member_0", "member_1", "member_2"]

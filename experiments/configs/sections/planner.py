@@ -48,6 +48,7 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # members' mean predicted trajectory; "mean_return" scores each member's trajectory and ranks candidates by
   # mean_k R_k - ensemble_penalty * std_k R_k (K times the head evaluations).
   c.ensemble_score = "mean_latent"
+  # c in mean_k R_k - c * std_k R_k of `ensemble_score = "mean_return"` (> 0 prefers candidates the members agree on).
   c.ensemble_penalty = 0.0
   # Gaussian samples per iteration (official `num_samples`).
   c.num_samples = 450 if style == "simdist" else 512

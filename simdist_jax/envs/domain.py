@@ -111,3 +111,13 @@ class Domain:
       if v < lo - atol or v > hi + atol:
         return False
     return True
+
+  def check_holds(self, values: Mapping[str, float], world: str) -> None:
+    """Raises ValueError unless every range is exactly `values[name]` (a named world's fixed parameters, e.g. the
+    `real` domain of `env.world`), naming each differing parameter and the overrides to add."""
+    bad = {n: (lo, hi) for n, lo, hi in self.ranges
+           if not (abs(lo - values[n]) <= 1e-9 and abs(hi - values[n]) <= 1e-9)}
+    if bad:
+      raise ValueError(f"domain {self.name!r} does not hold env.world={world!r}'s fixed values: "
+                       + ", ".join(f"{n} is {v} (world: {values[n]})" for n, v in bad.items())
+                       + "; add " + " ".join(f"--config.domain.{self.name}.{n}={values[n]}" for n in bad))

@@ -223,13 +223,7 @@ class Go2(Task):
     super().validate_domain(domain)
     if domain.name == "real" and self.cfg.world is not None:
       from simdist_jax.envs.go2 import worlds  # pylint: disable=import-outside-toplevel
-      want = worlds.WORLDS[self.cfg.world].domain_dict()
-      bad = {n: (lo, hi) for n, lo, hi in domain.ranges
-             if not (abs(lo - want[n]) <= 1e-9 and abs(hi - want[n]) <= 1e-9)}
-      if bad:
-        raise ValueError(f"domain 'real' does not hold env.world={self.cfg.world!r}'s fixed values: "
-                         + ", ".join(f"{n} is {v} (world: {want[n]})" for n, v in bad.items())
-                         + "; add " + " ".join(f"--config.domain.real.{n}={want[n]}" for n in bad))
+      domain.check_holds(worlds.WORLDS[self.cfg.world].domain_dict(), self.cfg.world)
     lo = {n: l for n, l, _ in domain.ranges}
     hi = {n: h for n, _, h in domain.ranges}
     if lo["joint_friction"] <= 0.0:

@@ -150,7 +150,7 @@ class PegInsertion(Task):
     super().validate_domain(domain)
     if domain.name == "real" and self.cfg.world is not None:
       from simdist_jax.envs.manipulation import worlds  # pylint: disable=import-outside-toplevel
-      worlds.check_real_domain(domain, self.cfg.world)
+      domain.check_holds(worlds.get_world(self.cfg.world).domain_dict(), self.cfg.world)
     lo = {n: l for n, l, _ in domain.ranges}
     hi = {n: h for n, _, h in domain.ranges}
     for n in ("friction", "peg_mass", "kp_scale", "kd_scale"):

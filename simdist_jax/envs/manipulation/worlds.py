@@ -84,14 +84,3 @@ def get_world(name: str) -> World:
   if name not in WORLDS:
     raise ValueError(f"unknown world {name!r}; known: {sorted(WORLDS)}")
   return WORLDS[name]
-
-
-def check_real_domain(domain: Domain, world: str) -> None:
-  """Raises ValueError unless `domain` holds exactly `world`'s fixed values (naming the overrides to add)."""
-  want = get_world(world).domain_dict()
-  bad = {n: (lo, hi) for n, lo, hi in domain.ranges
-         if not (abs(lo - want[n]) <= 1e-9 and abs(hi - want[n]) <= 1e-9)}
-  if bad:
-    raise ValueError(f"domain 'real' does not hold env.world={world!r}'s fixed values: "
-                     + ", ".join(f"{n} is {v} (world: {want[n]})" for n, v in bad.items())
-                     + "; add " + " ".join(f"--config.domain.real.{n}={want[n]}" for n in bad))

@@ -142,7 +142,7 @@ def evaluate_episodes(env, controller, seeds: Sequence[int], grid: str = "", ful
   """Per-episode returns and success over fixed seeds (no recording), with their means and stds. `grid`: episode
   i starts from condition i mod N of the task's grid (`episode_conditions`); "" = randomized initial states.
   `full_obs`: the controller reads the whole obs dict, as `run_episode`'s."""
-  conds = episode_conditions(env.task, grid, len(seeds)) if grid else [None] * len(seeds)
+  conds = episode_conditions(env.task, grid, len(seeds))
   outs = [run_episode(env, controller, jax.random.PRNGKey(int(s)), condition=c, full_obs=full_obs)
           for s, c in zip(seeds, conds, strict=True)]
   rets = [o["return"] for o in outs]

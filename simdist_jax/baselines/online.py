@@ -200,7 +200,7 @@ def collect(env: Any, controller: Any, seeds: list[int], keys: tuple[str, ...] =
   collection): (their transitions [N, ...] of `keys`, their returns)."""
   steps: list[dict] = []
   returns = []
-  conds = evaluation.episode_conditions(env.task, grid, len(seeds)) if grid else [None] * len(seeds)
+  conds = evaluation.episode_conditions(env.task, grid, len(seeds))
   for s, c in zip(seeds, conds, strict=True):
     out = evaluation.run_episode(env, controller, jax.random.PRNGKey(s), on_step=steps.append, full_obs=full_obs,
                                  condition=c)

@@ -94,9 +94,12 @@ _EXPERT_EVAL = ("expert.eval_sim_episodes", "expert.eval_real_episodes", "expert
 # Window settings of `data`: they shape the world model's training windows, not the generated dataset.
 _WINDOWS = ("data.window_start_margin", "data.window_end_margin", "data.eval_fraction", "data.front_pad")
 
-# What every baseline shares with SimDist: the encoder, the action bounds, the held-out split, the evaluation.
+# The evaluation protocol every real-data method shares with `adapt`: episode counts and where episodes start.
+_EVAL_PROTOCOL = ("adapt.eval_episodes", "adapt.sim_eval_episodes") + _EVAL
+# What every baseline on the sim data shares with SimDist: the encoder, the action bounds, the held-out split, the
+# evaluation.
 _BASELINE_SHARED = ("model.encoder", "model.latent_dim", "planner.action_low", "planner.action_high",
-                    "data.eval_fraction", "adapt.eval_episodes", "adapt.sim_eval_episodes", "env.eval_grid")
+                    "data.eval_fraction") + _EVAL_PROTOCOL
 
 _TABLE = (
     Stage("env", "describe the task and roll out random actions in both backends",
@@ -148,11 +151,11 @@ _TABLE = (
                             "adapt.episodes_per_round") + _BASELINE_SHARED + _REAL), upstream=("generate",),
           dir="baselines/sgft"),
     # PPO finetuning reads the expert's checkpoints, not the sim data: upstream `expert`, and of the shared keys
-    # only the real-data budget and the evaluation.
+    # only the real-data budget and the evaluation protocol (its episodes start from `env.eval_grid` too).
     Stage("baseline-ppo", "PPO finetuning of the privileged expert under the adaptation loop's budget and protocol",
           run="simdist_jax.baselines.ppo:run_stage", complete="simdist_jax.baselines.ppo:is_complete",
-          keys=Fingerprint(("baselines.ppo", "adapt.rounds", "adapt.episodes_per_round", "adapt.eval_episodes",
-                            "adapt.sim_eval_episodes") + _REAL), upstream=("expert",), dir="baselines/ppo"),
+          keys=Fingerprint(("baselines.ppo", "adapt.rounds", "adapt.episodes_per_round") + _EVAL_PROTOCOL + _REAL),
+          upstream=("expert",), dir="baselines/ppo"),
     Stage("report", "write report.md for a run directory",
           run="simdist_jax.analysis.report:run_stage", complete=None,
           upstream=("expert-eval", "data-report", "adapt"), dir="report", record=None, kind="run_dir"),

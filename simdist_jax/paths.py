@@ -5,6 +5,7 @@
   expert/              PPO checkpoint ladder, critic, expert_eval.json, expert_ladder.png, metrics.jsonl
   data/                dataset shards + manifest.json + scaler
   world_model/         pretraining checkpoints, metrics.jsonl, TensorBoard events
+  refine/              sim on-policy refinement (refine.rounds > 0): sim planner episodes, the refined model
   adapt/               real episodes, per-round finetuned models, adapt_results.json
   report/              report.md and figures
 """
@@ -30,6 +31,17 @@ def data_dir(workdir) -> pathlib.Path:
 def model_dir(workdir) -> pathlib.Path:
   """Directory of the world-model stage: `<workdir>/world_model`."""
   return stage_dir(workdir, "world_model")
+
+
+def refine_dir(workdir) -> pathlib.Path:
+  """Directory of the sim refinement stage: `<workdir>/refine`."""
+  return stage_dir(workdir, "refine")
+
+
+def planning_model_dir(cfg, workdir) -> pathlib.Path:
+  """The world model the planner is deployed with (adapt's round 0, the `finetune` command's start): the sim
+  refinement's `<workdir>/refine/model` when `refine.rounds` > 0, else the pretrained `<workdir>/world_model`."""
+  return refine_dir(workdir) / "model" if int(cfg.refine.rounds) > 0 else model_dir(workdir)
 
 
 def adapt_dir(workdir) -> pathlib.Path:

@@ -36,14 +36,34 @@ from simdist_jax import config as config_lib
 
 @dataclasses.dataclass(frozen=True)
 class Fingerprint:
-  """The config keys a stage's own work reads: dotted prefixes `include` minus the prefixes `exclude`."""
+  """The config keys a stage's own work reads: dotted prefixes `include` minus the prefixes `exclude`, plus the
+  prefixes `when_active` while the config's `active` key is nonzero (a stage that can be switched off, e.g.
+  `refine.rounds = 0`, reads them only when it runs: off, they make it stale in no config)."""
 
   include: tuple[str, ...] = ()
   exclude: tuple[str, ...] = ()
+  when_active: tuple[str, ...] = ()
+  active: str | None = None
 
-  def covers(self, key: str) -> bool:
-    """Whether the stage reads `key`: it lies under an `include` prefix and under no `exclude` prefix."""
-    return _under(key, self.include) and not _under(key, self.exclude)
+  def covers(self, key: str, cfg: Any = None) -> bool:
+    """Whether the stage reads `key` (under `cfg`, which decides the `when_active` prefixes; None: active)."""
+    if _under(key, self.exclude):
+      return False
+    if _under(key, self.include):
+      return True
+    if not self.when_active or not _under(key, self.when_active):
+      return False
+    return cfg is None or self.active is None or bool(_value(cfg, self.active))
+
+
+def _value(cfg: Any, dotted: str) -> Any:
+  """`cfg["a"]["b"]` for `"a.b"` (a ConfigDict or a plain dict); None where a part is missing."""
+  for part in dotted.split("."):
+    try:
+      cfg = cfg[part]
+    except (KeyError, TypeError, AttributeError):
+      return None
+  return cfg
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
@@ -127,12 +147,19 @@ _TABLE = (
     Stage("finetune", "dynamics-only finetuning (Eq. 3) on every recorded real episode",
           run="simdist_jax.world_model.stage:finetune_stage", complete=None,
           keys=Fingerprint(("model.finetune",)), upstream=("adapt",), dir="finetuned"),
+    # The sim refinement's episodes come from the planner and Eq. 3: those keys are in its fingerprint only while
+    # it runs (refine.rounds > 0); switched off it reads nothing but its own section.
+    Stage("refine", "sim on-policy refinement of the dynamics: planner episodes in sim, Eq. 3 on them (off at 0 rounds)",
+          run="simdist_jax.adapt.refine:run_stage", complete="simdist_jax.adapt.refine:is_complete",
+          keys=Fingerprint(("refine",), exclude=("model.finetune.num_steps",),
+                           when_active=("planner", "model.finetune"), active="refine.rounds"),
+          upstream=("pretrain",), dir="refine"),
     Stage("adapt", "adaptation rounds in the shifted real world",
           run="simdist_jax.adapt.loop:run_stage", complete="simdist_jax.adapt.loop:is_complete",
           # adapt's finetuning runs adapt.finetune_steps; model.finetune.num_steps is the `finetune` command's.
           keys=Fingerprint(("adapt", "planner", "model.finetune") + _REAL + _EVAL,
                            exclude=("model.finetune.num_steps",)),
-          upstream=("pretrain",), dir="adapt"),
+          upstream=("refine",), dir="adapt"),
     Stage("baseline-bc", "single-step BC of the clean sim expert, evaluated with the adaptation loop's protocol",
           run="simdist_jax.baselines.bc:run_stage", complete="simdist_jax.baselines.bc:is_complete",
           keys=Fingerprint(("baselines.bc",) + _BASELINE_SHARED + _REAL), upstream=("generate",),
@@ -166,7 +193,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in _TABLE}
 # The baselines (`simdist-jax baseline --algo=NAME` runs stage `baseline-NAME`), in the order they were added.
 BASELINES = tuple(n.removeprefix("baseline-") for n in STAGES if n.startswith("baseline-"))
 # The stages `run` drives, in order (every upstream stage comes before the stages that read it).
-RUN_ORDER = ("expert", "expert-eval", "generate", "data-report", "pretrain", "adapt", "report")
+RUN_ORDER = ("expert", "expert-eval", "generate", "data-report", "pretrain", "refine", "adapt", "report")
 
 
 def resolve(ref: Any) -> Callable[..., Any]:
@@ -190,14 +217,15 @@ def closure(name: str) -> tuple[str, ...]:
   return tuple(out)
 
 
-def covers(name: str, key: str) -> bool:
-  """True when the artifacts of stage `name` depend on the dotted config key `key`."""
-  return any(STAGES[n].keys.covers(key) for n in closure(name))
+def covers(name: str, key: str, cfg: Any = None) -> bool:
+  """True when the artifacts of stage `name` depend on the dotted config key `key` (under `cfg`: a switched-off
+  stage's `when_active` keys count for nothing; None: as if every stage were on)."""
+  return any(STAGES[n].keys.covers(key, cfg) for n in closure(name))
 
 
 def fingerprint(name: str, cfg: Any) -> dict[str, Any]:
   """{dotted key: value} of every leaf of `cfg` that stage `name` depends on."""
-  return {k: v for k, v in config_lib.leaf_items(cfg) if covers(name, k)}
+  return {k: v for k, v in config_lib.leaf_items(cfg) if covers(name, k, cfg)}
 
 
 def downstream(names: str | tuple[str, ...] | list[str], among: tuple[str, ...] = RUN_ORDER) -> tuple[str, ...]:
@@ -223,7 +251,7 @@ def stale_keys(name: str, cfg: Any, workdir: Any) -> list[tuple[str, Any, Any]] 
   path = record_path(name, workdir)
   if path is None:
     return None
-  return config_lib.record_diff(path, cfg, covers=lambda k: covers(name, k))
+  return config_lib.record_diff(path, cfg, covers=lambda k: covers(name, k, cfg))
 
 
 def check(names: tuple[str, ...] | list[str], cfg: Any, workdir: Any) -> dict[str, list]:
@@ -291,7 +319,7 @@ def prepare(name: str, cfg: Any, workdir: Any) -> pathlib.Path | None:
   if st.record is None:
     d.mkdir(parents=True, exist_ok=True)
     return d
-  return config_lib.prepare_run_dir(d, cfg, covers=lambda k: covers(name, k), record=st.record)
+  return config_lib.prepare_run_dir(d, cfg, covers=lambda k: covers(name, k, cfg), record=st.record)
 
 
 def run_one(name: str, cfg: Any, workdir: Any) -> Any:

@@ -344,6 +344,18 @@ def _planner(c: _Checks, spec: Any, dims: Mapping[str, Any] | None) -> Any:
   return None
 
 
+def _refine(c: _Checks) -> None:
+  c.need("refine.rounds", COUNT)
+  c.need("refine.episodes_per_round", (lambda v: _is_int(v) and 1 <= v <= 100, "an integer in [1, 100] (the "
+                                       "collection seeds of one round are 100 apart)"))
+  c.need("refine.finetune_steps", SIZE)
+  c.need("refine.sim_mix", _num_in(0.0, 1.0, hi_open=True))
+  c.need("refine.explore_sigma", NON_NEGATIVE)
+  for key in ("explore_noisy_len", "explore_clean_len"):
+    c.need(f"refine.{key}", INT_INTERVAL)
+  c.need("refine.eval_episodes", COUNT)
+
+
 def _adapt(c: _Checks) -> None:
   c.need("adapt.rounds", COUNT)
   for key in ("episodes_per_round", "eval_episodes", "sim_eval_episodes", "heldout_episodes", "finetune_steps"):
@@ -423,6 +435,7 @@ def validate(cfg: Any) -> None:
   _data(c)
   spec = _model(c, dims)
   _planner(c, spec, dims)
+  _refine(c)
   _adapt(c)
   _baselines(c)
   if len(c.errors) == 1:

@@ -134,7 +134,7 @@ def test_dependency_change_stops_run_and_restart_recomputes_downstream(tmp_path,
   changed = _cfg("expert.entropy_cost=0.5")
   err = _stale_set(changed, wd)
   assert fake == []  # nothing ran
-  assert set(err.stale) == {"expert", "expert-eval", "generate", "data-report", "pretrain", "adapt"}
+  assert set(err.stale) == {"expert", "expert-eval", "generate", "data-report", "pretrain", "refine", "adapt"}
   assert all(d == [("expert.entropy_cost", 0.01, 0.5)] for d in err.stale.values())
   assert "--restart-from=expert" in str(err) and "expert.entropy_cost: 0.01 -> 0.5" in str(err)
   assert (wd / "config.json").read_bytes() == root  # the refused invocation did not touch the root config
@@ -161,14 +161,14 @@ def test_restart_from_a_middle_stage_keeps_upstream(tmp_path, fake):
   expert_mtime = _artifact("expert", wd).stat().st_mtime_ns
   fake.clear()
   changed = _cfg("model.batch_size=64")
-  assert set(_stale_set(changed, wd).stale) == {"pretrain", "adapt"}
+  assert set(_stale_set(changed, wd).stale) == {"pretrain", "refine", "adapt"}
   with pytest.raises(stages.StaleStagesError):  # restarting below the stale stage does not cover it
     pipeline.run_stage(changed, wd, restart_from="adapt")
   assert fake == []
   pipeline.run_stage(changed, wd, restart_from="pretrain")
-  assert fake == ["pretrain", "adapt", "report"]
+  assert fake == ["pretrain", "refine", "adapt", "report"]
   assert _artifact("expert", wd).stat().st_mtime_ns == expert_mtime
-  assert sorted(p.name.rsplit("-", 1)[0] for p in (wd / "stale").iterdir()) == ["adapt", "pretrain", "report"]
+  assert sorted(p.name.rsplit("-", 1)[0] for p in (wd / "stale").iterdir()) == ["adapt", "pretrain", "refine", "report"]
   with pytest.raises(config_lib.ConfigError, match=r"\['env'\] not a stage of `run`"):
     pipeline.run_stage(changed, wd, restart_from="pretrain,env")
 
@@ -183,8 +183,9 @@ def test_restart_from_a_middle_stage_keeps_upstream(tmp_path, fake):
     ("planner.num_samples=32", {"adapt"}),
     ("model.finetune.batch_size=16", {"adapt"}),
     ("domain.real.pole_mass=0.5", {"expert-eval", "adapt"}),
-    ("data.eval_fraction=0.2", {"pretrain", "adapt"}),
-    ("data.p_expert=0.7", {"generate", "data-report", "pretrain", "adapt"}),
+    ("data.eval_fraction=0.2", {"pretrain", "refine", "adapt"}),
+    ("data.p_expert=0.7", {"generate", "data-report", "pretrain", "refine", "adapt"}),
+    ("refine.sim_mix=0.25", {"refine", "adapt"}),
 ])
 def test_evaluation_only_keys_keep_upstream_stages(tmp_path, fake, override, stale):
   wd = tmp_path / "wd"
@@ -272,7 +273,7 @@ def test_console_output_is_appended_to_log_txt(tmp_path, fake, capsys):
   assert _main(wd, "run", "--config.expert.entropy_cost=0.5") == 2
   log = (wd / "log.txt").read_text()
   assert log.count("==== ") == 2 and "simdist-jax run --config=" in log
-  for text in ("fake expert ran", "fake expert warning", "[run] [1/7] expert: running", "fake report ran",
+  for text in ("fake expert ran", "fake expert warning", "[run] [1/8] expert: running", "fake report ran",
                "expert.entropy_cost: 0.01 -> 0.5"):
     assert text in log, text
   assert not isinstance(sys.stdout, cli._Tee)  # pylint: disable=protected-access

@@ -116,7 +116,8 @@ def _round_dir(adir: pathlib.Path, j: int) -> pathlib.Path:
   return adir / "rounds" / f"round_{j:02d}"
 
 
-def _save_round_model(path: pathlib.Path, variables, model_cfg, dims, step: int) -> None:
+def save_round_model(path: pathlib.Path, variables, model_cfg, dims, step: int) -> None:
+  """Writes `variables` as a one-checkpoint directory `path` (replacing what was there), kind "finetune"."""
   if path.exists():
     shutil.rmtree(path)
   ck = ckpt_lib.Checkpointer(str(path), keep=1)
@@ -176,18 +177,20 @@ def round_keys(seed: int, j: int, redo: int = 0) -> tuple[jax.Array, jax.Array]:
 
 def finetune_on_episodes(cfg, start: Any, variables0: Any, episodes: list[dict], H: int, T: int, num_steps: int,
                          key_data: jax.Array, key_ft: jax.Array, workdir: str | pathlib.Path, sim_windows: Any = None,
-                         label: str = "") -> tuple[Any, dict, Any]:
+                         label: str = "", sim_mix: float | None = None) -> tuple[Any, dict, Any]:
   """Eq. 3 on `episodes` (real episode dicts): `num_steps` dynamics-only steps from `start`, the windows (history H,
   horizon T) scaled by the pretrained model's (`variables0`) sim scaler; with `adapt.sim_mix` > 0 each batch also
-  draws that share from the sim dataset of `workdir` (`sim_windows`, loaded when None). Returns (new variables,
+  draws that share from the sim dataset of `workdir` (`sim_windows`, loaded when None; `sim_mix` overrides the
+  share, e.g. `refine.sim_mix` for the sim refinement's episodes). Returns (new variables,
   metrics, sim windows) with `finetune_variables`'s contract on a non-finite loss (the input `start` back,
   `finetune/nonfinite` 1)."""
   stats = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in variables0["scaler"].items()}
   ds = rec.aggregate(episodes, H=H, T=T, stats=stats, eval_fraction=0.0, key=key_data)
-  if float(cfg.adapt.sim_mix) > 0.0:
+  share = float(cfg.adapt.sim_mix if sim_mix is None else sim_mix)
+  if share > 0.0:
     if sim_windows is None:
       sim_windows = windows.load_from_config(cfg, workdir)
-    ds = windows.MixedDataset(ds, sim_windows, float(cfg.adapt.sim_mix))
+    ds = windows.MixedDataset(ds, sim_windows, share)
   new, metrics = finetune_variables(cfg, start, ds, num_steps, key_ft, label=label)
   return new, metrics, sim_windows
 
@@ -208,7 +211,7 @@ def _finetune(ctx: dict, j: int, rdir: pathlib.Path, variables: Any) -> tuple[An
   if float(ft_metrics.get("finetune/nonfinite", 0.0)):
     ctx["log"](f"round {j}: WARNING finetuning hit a non-finite loss; keeping the previous round's model")
     new = variables
-  _save_round_model(rdir / "model", new, cfg.model, dims, step=j)
+  save_round_model(rdir / "model", new, cfg.model, dims, step=j)
   return new, ft_metrics, all_eps
 
 
@@ -327,7 +330,7 @@ def run_stage(cfg, workdir) -> dict:
   adir.mkdir(parents=True, exist_ok=True)  # its config.json: written by the stage table (simdist_jax.stages)
   acfg = cfg.adapt
   task = make_task(cfg)
-  variables0, _, dims = ckpt_lib.load_checked(str(paths.model_dir(workdir)), cfg.model, task.dims)
+  variables0, _, dims = ckpt_lib.load_checked(str(paths.planning_model_dir(cfg, workdir)), cfg.model, task.dims)
   wm = model_lib.make_world_model(cfg.model, dims)
   H, T = wm.spec.history, wm.spec.horizon
   pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=T)

@@ -39,14 +39,15 @@ def run_stage(cfg: Any, workdir: Any):
 
 
 def finetune_stage(cfg: Any, workdir: Any):
-  """`simdist-jax finetune`: dynamics-only finetuning of `<workdir>/world_model` on every recorded real
+  """`simdist-jax finetune`: dynamics-only finetuning of the deployed model (`paths.planning_model_dir`:
+  `<workdir>/world_model`, or `<workdir>/refine/model` after a sim refinement) on every recorded real
   episode under `<workdir>/adapt/rounds/*/episodes` (held-out episodes excluded) -> `<workdir>/finetuned/`."""
   from simdist_jax.adapt import recorder as rec  # pylint: disable=import-outside-toplevel
   from simdist_jax.envs.registry import make_task  # pylint: disable=import-outside-toplevel
   from simdist_jax.world_model import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
   from simdist_jax.world_model import finetune as ft  # pylint: disable=import-outside-toplevel
   dims = make_task(cfg).dims
-  variables, _, _ = ckpt_lib.load_checked(str(paths.model_dir(workdir)), cfg.model, dims)
+  variables, _, _ = ckpt_lib.load_checked(str(paths.planning_model_dir(cfg, workdir)), cfg.model, dims)
   episodes = []
   for d in sorted((paths.adapt_dir(workdir) / "rounds").glob("round_*/episodes")):
     episodes.extend(rec.load_episodes(d, dims)[0])
@@ -55,4 +56,4 @@ def finetune_stage(cfg: Any, workdir: Any):
   stats = {k: dict(v) for k, v in variables["scaler"].items()}
   ds = rec.aggregate(episodes, H=int(cfg.model.history), T=int(cfg.model.horizon), stats=stats,
                      eval_fraction=0.1, key=jax.random.PRNGKey(int(cfg.run.seed)))
-  return ft.finetune(cfg, str(paths.model_dir(workdir)), ds, str(pathlib.Path(workdir) / "finetuned"))
+  return ft.finetune(cfg, str(paths.planning_model_dir(cfg, workdir)), ds, str(pathlib.Path(workdir) / "finetuned"))

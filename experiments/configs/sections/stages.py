@@ -1,16 +1,17 @@
 """The sections every task config shares: one per pipeline stage, plus `run`."""
 import ml_collections
 
-from experiments.configs.sections import adapt, baselines, data, expert, model, planner
+from experiments.configs.sections import adapt, baselines, data, expert, model, planner, refine
 
 
 def add_stage_sections(c: ml_collections.ConfigDict, task: str, preset: str, dims: dict) -> None:
-  """Sets `c.expert, c.data, c.model, c.planner, c.adapt, c.baselines, c.run` for `task` at `preset`
+  """Sets `c.expert, c.data, c.model, c.planner, c.refine, c.adapt, c.baselines, c.run` for `task` at `preset`
   (before `c.lock()`)."""
   c.expert = expert.get(task, preset, dims)
   c.data = data.get(task, preset, dims)
   c.model = model.get(task, preset, dims)
   c.planner = planner.get(task, preset, dims)
+  c.refine = refine.get(task, preset, dims)
   c.adapt = adapt.get(task, preset, dims)
   c.baselines = baselines.get(task, preset, dims)
 

@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
       if name == "report":
         s.add_argument("--out", default=None, help="with several run directories: where compare.md and the plots "
                                                    "go (mean and 95 %% interval over the runs, one per seed)")
+        s.add_argument("--ablations", default=None, metavar="ROOT",
+                       help="with --out: append the ablation table of ROOT (a `simdist-jax ablate` root) to compare.md"
+                            "; `report ROOT` alone rewrites ROOT/report.md")
       continue
     s.add_argument("--config", required=True, help="path/to/task.py:preset (preset: small|paper)")
     s.add_argument("--workdir", default=None, help="run directory (default runs/<task>_<preset>)")
@@ -49,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--algo", required=True, choices=stages.BASELINES, help="the baseline algorithm")
   s.add_argument("--config", required=True, help="path/to/task.py:preset (preset: small|paper)")
   s.add_argument("--workdir", default=None, help="run directory (default runs/<task>_<preset>)")
+  from simdist_jax import ablate  # pylint: disable=import-outside-toplevel  # imports no JAX
+  s = sub.add_parser("ablate", help="the paper's ablations (Table I, section 6.6) over seeds, one run directory per "
+                                    "row and seed sharing the default run's stages where the fingerprints agree; the "
+                                    "table in <root>/report.md")
+  s.add_argument("--config", default=None, help="path/to/task.py:preset (the default row; the ablations override it)")
+  s.add_argument("--seeds", default="0,1,2,3", help="comma-separated run.seed values (default 0,1,2,3)")
+  s.add_argument("--ablation", action="append", default=None, metavar="NAME",
+                 help=f"a row (repeat for several; default all): {', '.join(ablate.names())}")
+  s.add_argument("--variant", action="append", default=[], metavar="NAME=key=value[,key=value...]",
+                 help="a custom row (no paper direction; repeatable)")
+  s.add_argument("--root", default=None, help="root of the runs and the table (default runs/ablate_<task>_<preset>)")
+  s.add_argument("--plan", action="store_true", help="print what each row shares, runs and the ETA; run nothing")
+  s.add_argument("--list", action="store_true", help="print the predefined rows (overrides, the paper's direction)")
   return p
 
 
@@ -89,8 +105,10 @@ def console_log(workdir: pathlib.Path, argv: list[str]) -> Iterator[pathlib.Path
       sys.stdout, sys.stderr = out, err
 
 
-def _compare(run_dirs: list[pathlib.Path], out: str | None) -> int:
-  """`simdist-jax report RUN_DIR RUN_DIR ... --out DIR`: `analysis.compare` over the run directories."""
+def _compare(run_dirs: list[pathlib.Path], out: str | None, ablation_root: str | None = None) -> int:
+  """`simdist-jax report RUN_DIR RUN_DIR ... --out DIR [--ablations ROOT]`: `analysis.compare` over the run
+  directories, with the ablation table of ROOT appended."""
+  from simdist_jax.analysis import ablations  # pylint: disable=import-outside-toplevel
   from simdist_jax.analysis import compare  # pylint: disable=import-outside-toplevel
   if not out:
     print("simdist-jax report: several run directories make one comparison; say where it goes with --out DIR",
@@ -101,12 +119,55 @@ def _compare(run_dirs: list[pathlib.Path], out: str | None) -> int:
     print(f"simdist-jax report: not run directories (no config.json): {', '.join(missing)}", file=sys.stderr)
     return 2
   try:
-    compare.write(run_dirs, out)
+    appendix = ablations.markdown(ablations.tabulate(ablation_root), heading="##") if ablation_root else ""
+    compare.write(run_dirs, out, appendix=appendix)
   except FileNotFoundError as e:
     print(f"simdist-jax report: {e}", file=sys.stderr)
     return 2
   print(f"[report] wrote {pathlib.Path(out) / 'compare.md'} (+ compare_return.png, compare_success.png) over "
-        f"{len(run_dirs)} run directories", flush=True)
+        f"{len(run_dirs)} run directories" + (f", with the ablation table of {ablation_root}" if ablation_root else ""),
+        flush=True)
+  return 0
+
+
+def _ablate(args: argparse.Namespace, overrides: list[str], argv: list[str]) -> int:
+  """`simdist-jax ablate ...` (`simdist_jax.ablate.run`, which locks each of its seeds) with the root's console
+  log (`<root>/log.txt`)."""
+  from simdist_jax import ablate  # pylint: disable=import-outside-toplevel
+  if args.list:
+    for a in ablate.ABLATIONS:
+      print(f"{a.name}: {', '.join(a.overrides)}\n  {a.what}\n  paper's direction: {a.direction} ({a.source})")
+    return 0
+  if not args.config:
+    print("simdist-jax ablate: --config=path/to/task.py:preset is required (or --list)", file=sys.stderr)
+    return 2
+  try:
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+  except ValueError:
+    print(f"simdist-jax ablate: --seeds={args.seeds!r}: expected comma-separated integers such as 0,1,2,3",
+          file=sys.stderr)
+    return 2
+  spec = args.config if ":" in args.config else args.config + ":small"
+  root = pathlib.Path(args.root or pathlib.Path("runs") / ("ablate_" + "_".join(
+      [pathlib.Path(spec.partition(":")[0]).stem, spec.partition(":")[2]]))).absolute()
+  try:
+    if args.plan:
+      ablate.run(spec, overrides, seeds, root, args.ablation, args.variant, plan_only=True)
+      return 0
+    root.mkdir(parents=True, exist_ok=True)
+    with console_log(root, argv):  # ablate.run holds the lock of each of its seeds (seed_<S>/.lock)
+      out = ablate.run(spec, overrides, seeds, root, args.ablation, args.variant)
+  except (config_lib.ConfigError, stages.WorkdirLockedError) as e:
+    print(f"simdist-jax ablate: {e}", file=sys.stderr)
+    return 2
+  return 1 if out["failed"] else 0
+
+
+def _ablation_report(root: pathlib.Path) -> int:
+  """`simdist-jax report ROOT` for a `simdist-jax ablate` root: rewrites ROOT/report.md and ROOT/ablations.json."""
+  from simdist_jax.analysis import ablations  # pylint: disable=import-outside-toplevel
+  ablations.write(root)
+  print(f"[report] wrote {root / ablations.REPORT} (+ {ablations.JSON})", flush=True)
   return 0
 
 
@@ -119,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
   if args.stage is None:
     _parser().print_help()
     return 2
+  if args.stage == "ablate":
+    return _ablate(args, overrides, argv)
   if args.stage == "baseline":
     args.stage = f"baseline-{args.algo}"
   st = stages.STAGES[args.stage]
   extra = {}
   if args.stage == "report":
     run_dirs = [pathlib.Path(d).absolute() for d in args.run_dir]
-    if len(run_dirs) > 1 or args.out:
-      return _compare(run_dirs, args.out)
+    if len(run_dirs) > 1 or args.out or args.ablations:
+      return _compare(run_dirs, args.out, args.ablations)
+    if (run_dirs[0] / "ablate.json").exists() and not (run_dirs[0] / "config.json").exists():
+      return _ablation_report(run_dirs[0])
     args.run_dir = run_dirs[0]
   if st.kind == "run_dir":
     workdir = pathlib.Path(args.run_dir).absolute()

@@ -1,6 +1,8 @@
-"""End to end on a tiny CartPole config: `run` from nothing to a report; real-data prediction loss goes down."""
+"""End to end on a tiny CartPole config: `run` from nothing to a report; real-data prediction loss goes down; the
+baselines on its data; the ablation runner on its expert, data and model."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -30,8 +32,15 @@ BASELINES = ["baselines.bc.num_steps=100", "baselines.bc.chunk_steps=50", "basel
              "baselines.sgft.value_steps=100"]
 
 
+@pytest.fixture(scope="module")
+def e2e_dir(tmp_path_factory):
+  """The tiny pipeline's run directory (made by the first test; the ablation test reuses its stages)."""
+  return tmp_path_factory.mktemp("e2e")
+
+
 @pytest.mark.slow
-def test_pipeline_end_to_end(tmp_path, capsys):
+def test_pipeline_end_to_end(e2e_dir, capsys):
+  tmp_path = e2e_dir
   cfg = config_lib.load_config(CARTPOLE + ":small", E2E)
   pipeline.run_stage(cfg, tmp_path)
   res = json.loads((paths.adapt_dir(tmp_path) / "adapt_results.json").read_text())
@@ -88,3 +97,47 @@ def _check_ppo(pp, workdir, adapt_round0):
   assert tr["last"].sum() == 2 and tr["last"][59] == 1 and tr["not_done"].min() == 1  # two time-limited episodes
   np.testing.assert_allclose(np.tanh(tr["raw_action"]), tr["action"], atol=1e-6)  # the stored pre-tanh samples
   np.testing.assert_array_equal(tr["next_privileged_state"][:59], tr["privileged_state"][1:60])
+
+
+# Adaptation of the ablation runs: one round, no oracle or counterfactuals (adapt keys only, so the expert, data and
+# pretrained model of the pipeline above stay valid for them).
+ABLATE_ADAPT = ["adapt.rounds=1", "adapt.episodes_per_round=1", "adapt.finetune_steps=20", "adapt.oracle_episodes=0",
+                "adapt.counterfactual_points=0", "adapt.sim_eval_episodes=2"]
+
+
+@pytest.mark.slow
+def test_ablate_end_to_end(e2e_dir, tmp_path, capsys):
+  """`simdist-jax ablate` with a planner-only row (shares the pretrained model) and the MLP-heads row (pretrains
+  its own), on the pipeline's stages: links, own stages, the table, and a rerun that runs nothing."""
+  from simdist_jax import ablate, cli  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.load_config(CARTPOLE + ":small", E2E)
+  if not stages.is_complete("pretrain", cfg, e2e_dir):  # run alone (-k): make the pipeline's stages first
+    pipeline.run_stage(cfg, e2e_dir)
+  root = tmp_path / "ablate"
+  default = root / "seed_0" / ablate.DEFAULT
+  default.mkdir(parents=True)
+  for d in ("expert", "data", "world_model"):  # the default row's upstream stages: the pipeline's (same fingerprints)
+    os.symlink(e2e_dir / d, default / d)
+  argv = ["ablate", "--config", CARTPOLE + ":small", "--seeds", "0", "--ablation", "no_terminal_value",
+          "--ablation", "heads_mlp", "--root", str(root), *["--config." + o for o in E2E + ABLATE_ADAPT]]
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "no_terminal_value: shares expert, expert-eval, generate, data-report, pretrain with simdist" in out
+  planner_row, heads_row = root / "seed_0" / "no_terminal_value", root / "seed_0" / "heads_mlp"
+  for d in ("expert", "data", "world_model"):
+    assert os.readlink(planner_row / d) == os.path.join("..", ablate.DEFAULT, d)
+  assert (heads_row / "expert").is_symlink() and not (heads_row / "world_model").is_symlink()
+  assert json.loads((heads_row / "world_model" / "config.json").read_text())["model"]["heads"] == "mlp"
+  for row in (default, planner_row, heads_row):
+    res = json.loads((row / "adapt" / "adapt_results.json").read_text())
+    assert res["complete"] and len(res["rounds"]) == 2 and (row / "report" / "report.md").exists()
+  assert json.loads((planner_row / "adapt" / "config.json").read_text())["planner"]["terminal_discount"] == "none"
+  table = json.loads((root / "ablations.json").read_text())
+  assert [r["name"] for r in table["rows"]] == ["simdist", "no_terminal_value", "heads_mlp"] and not table["missing"]
+  md = (root / "report.md").read_text()
+  assert "| no_terminal_value | `planner.terminal_discount=none` | expert, data, world_model | 1 |" in md
+  assert "| heads_mlp | `model.heads=mlp` | expert, data | 1 |" in md and "inconclusive (< 2 seeds)" in md
+  assert set(json.loads((root / "times.json").read_text())) == {"adapt", "pretrain"}
+  assert cli.main(argv) == 0  # resumed: everything complete
+  out = capsys.readouterr().out
+  assert "0 stage runs to do" in out and " running" not in out

@@ -283,8 +283,9 @@ def test_console_output_is_appended_to_log_txt(tmp_path, fake, capsys):
 def test_the_table_lists_every_subcommand_and_nothing_else_registers_stages():
   parser = cli._parser()  # pylint: disable=protected-access
   sub = next(a for a in parser._actions if a.dest == "stage")  # pylint: disable=protected-access
-  # every stage, plus the one alias `baseline --algo=NAME` of the stages baseline-NAME
-  assert set(sub.choices) == set(stages.STAGES) | {"baseline"}
+  # every stage, plus the one alias `baseline --algo=NAME` of the stages baseline-NAME and `ablate` (a driver of
+  # `run`'s stages over several run directories, simdist_jax/ablate.py)
+  assert set(sub.choices) == set(stages.STAGES) | {"baseline", "ablate"}
   assert stages.BASELINES and all(f"baseline-{a}" in stages.STAGES for a in stages.BASELINES)
   algo = next(a for a in sub.choices["baseline"]._actions if a.dest == "algo")  # pylint: disable=protected-access
   assert tuple(algo.choices) == stages.BASELINES

@@ -117,9 +117,11 @@ def _plot(summary: dict, key: str, path: pathlib.Path, ylabel: str) -> None:
   plt.close(fig)
 
 
-def write(run_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, plots: bool = True) -> dict:
-  """Reads every run directory, writes `compare.md` (and the plots) under `out`; returns the summary. Raises
-  FileNotFoundError naming every run directory that holds no finished round of any method."""
+def write(run_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, plots: bool = True,
+          appendix: str = "") -> dict:
+  """Reads every run directory, writes `compare.md` (and the plots) under `out`, `appendix` (markdown, e.g. the
+  ablation table) at its end; returns the summary. Raises FileNotFoundError naming every run directory that holds no
+  finished round of any method."""
   runs = {str(d): methods_of(d) for d in run_dirs}
   empty = [d for d, ms in runs.items() if not ms]
   if empty:
@@ -152,6 +154,8 @@ def write(run_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, plots
   if notes:
     lines += ["", "Missing or cut runs:", ""] + notes
   lines += ["", "Run directories: " + ", ".join(runs), ""]
+  if appendix:
+    lines += [appendix]
   fileio.write_text(out / "compare.md", "\n".join(lines))
   if plots:
     _plot(summary, "return", out / "compare_return.png", "real return")

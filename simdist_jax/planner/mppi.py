@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 WARM_START_MODES = ("shift", "paper_code", "none", "policy")
 SHIFT_FILLS = ("repeat", "zero")
-TERMINAL_DISCOUNTS = ("T", "T+1")
+TERMINAL_DISCOUNTS = ("T", "T+1", "none")
 MODES = ("mppi", "cem")
 WEIGHTINGS = ("absolute", "spread")
 ENSEMBLE_SCORES = ("mean_latent", "mean_return")
@@ -62,7 +62,9 @@ class PlannerConfig:
   horizon: int = 25  # h, planning horizon; must be <= the model's T.
   warm_start: str = "shift"  # "shift" | "paper_code" | "none" | "policy".
   shift_fill: str = "repeat"  # tail of the shifted plan: "repeat" last step or "zero".
-  terminal_discount: str = "T"  # value bootstrap weight gamma^h ("T", paper) or gamma^(h+1) ("T+1", code).
+  # Value bootstrap weight: gamma^h ("T", paper), gamma^(h+1) ("T+1", code) or 0 ("none": no terminal value, the
+  # reward sum alone; an ablation).
+  terminal_discount: str = "T"
   mode: str = "mppi"  # "mppi" (exp-weighted elites) | "cem" (uniform elite weights).
   # MPPI elite weights: "absolute" w = exp(beta (J - max J)) (paper, TD-MPC2) or "spread"
   # w = exp(beta (J - max J) / std_K(J)), the return differences measured in units of the elites' spread, so the
@@ -230,11 +232,11 @@ def warm_start(cfg: PlannerConfig, prev_mean: jax.Array, prior_chunk: jax.Array 
 
 def discounted_return(cfg: PlannerConfig, rewards: jax.Array, values: jax.Array | None) -> jax.Array:
   """sum_{k<h} gamma^k r_k + gamma^h V_h (or gamma^(h+1)); rewards [T] = r_t.., values [T] = V_{t+1}..;
-  `values=None`: no bootstrap (the reward sum alone)."""
+  `values=None` or `terminal_discount="none"`: no bootstrap (the reward sum alone)."""
   h = cfg.horizon
   disc = cfg.discount ** jnp.arange(h, dtype=rewards.dtype)
   ret = jnp.sum(disc * rewards[:h])
-  if values is None:
+  if values is None or cfg.terminal_discount == "none":
     return ret
   exponent = h if cfg.terminal_discount == "T" else h + 1
   return ret + cfg.discount ** exponent * values[h - 1]

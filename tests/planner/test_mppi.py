@@ -55,6 +55,8 @@ def test_discounted_return_hand_worked():
   assert float(mppi.discounted_return(cfg, rewards, values)) == pytest.approx(6.5)
   cfg_t1 = dataclasses.replace(cfg, terminal_discount="T+1")  # ... + 0.0625*30
   assert float(mppi.discounted_return(cfg_t1, rewards, values)) == pytest.approx(4.625)
+  cfg_none = dataclasses.replace(cfg, terminal_discount="none")  # 1 + 0.5*2 + 0.25*3, no value term
+  assert float(mppi.discounted_return(cfg_none, rewards, values)) == pytest.approx(2.75)
   cfg_h2 = dataclasses.replace(cfg, horizon=2)  # 1 + 0.5*2 + 0.25*V_2 (= values[1] = 20)
   assert float(mppi.discounted_return(cfg_h2, rewards, values)) == pytest.approx(7.0)
 

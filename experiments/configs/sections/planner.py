@@ -82,7 +82,8 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.warm_start = "shift"
   # Tail of the shifted plan: "repeat" the last step or "zero" it (TD-MPC2 zeroes it).
   c.shift_fill = "repeat" if style == "simdist" else "zero"
-  # Value bootstrap weight: "T" = gamma^h (paper) or "T+1" = gamma^(h+1) (official code).
+  # Value bootstrap weight: "T" = gamma^h (paper), "T+1" = gamma^(h+1) (official code) or "none" (no terminal value:
+  # candidates are ranked by their discounted reward sum alone; the ablation `no_terminal_value`).
   c.terminal_discount = "T"
   # Lower action bound (scalar or per-dimension list); candidates and the emitted plan are clipped to it.
   c.action_low = -bound

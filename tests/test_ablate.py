@@ -31,8 +31,10 @@ def test_every_row_loads_and_shares_what_it_does_not_change(cartpole_cfg):
     assert ablate.share_plan(shared[n]) == {"expert": "link", "data": "link"}
   for n in ("finetune_dynamics_encoder", "finetune_all", "no_terminal_value", "no_policy_prior",
             "warm_start_paper_code", "warm_start_shift"):  # planner / finetuning: the seed's pretrained model too
-    assert shared[n] == UPSTREAM + ("pretrain",), n
-    assert ablate.share_plan(shared[n]) == {"expert": "link", "data": "link", "world_model": "link"}
+    # (and the sim refinement, off: at refine.rounds = 0 it reads neither the planner nor the finetuning keys)
+    assert shared[n] == UPSTREAM + ("pretrain", "refine"), n
+    assert ablate.share_plan(shared[n]) == {"expert": "link", "data": "link", "world_model": "link",
+                                            "refine": "link"}
   assert shared[ablate.DEFAULT] == ablate.ORDER
   # A key no stage reads (log-only) changes nothing: the row is the default run itself.
   assert ablate.shared_stages(_variant(cartpole_cfg, ["run.log_every_s=3.0"]), cartpole_cfg) == ablate.ORDER
@@ -42,18 +44,19 @@ def test_a_new_real_world_copies_the_expert_without_its_evaluation(cartpole_cfg,
   cfg = _variant(cartpole_cfg, ["domain.real.pole_mass=0.4"])
   shared = ablate.shared_stages(cfg, cartpole_cfg)
   # expert-eval and adapt read the real world; the expert, the data and the model do not
-  assert shared == ("expert", "generate", "data-report", "pretrain")
+  assert shared == ("expert", "generate", "data-report", "pretrain", "refine")
   dirs = ablate.share_plan(shared)
-  assert dirs == {"expert": "copy", "data": "link", "world_model": "link"}
+  assert dirs == {"expert": "copy", "data": "link", "world_model": "link", "refine": "link"}
   base = tmp_path / "seed_0" / ablate.DEFAULT
   for f in ("ckpt/params.msgpack", "config.json", "expert_eval.json", "expert_eval_config.json", "expert_ladder.png"):
     (base / "expert" / f).parent.mkdir(parents=True, exist_ok=True)
     (base / "expert" / f).write_text(f)
   (base / "data").mkdir()
   (base / "world_model").mkdir()
+  (base / "refine").mkdir()
   monkeypatch.setattr(stages, "is_complete", lambda *a: True)  # the default run's stages are done
   job = ablate.Job(0, "real04", tmp_path / "seed_0" / "real04", cfg, shared, dirs, base)
-  assert ablate.link_shared(job) == ["expert (copy)", "data (link)", "world_model (link)"]
+  assert ablate.link_shared(job) == ["expert (copy)", "data (link)", "world_model (link)", "refine (link)"]
   got = sorted(str(p.relative_to(job.workdir / "expert")) for p in (job.workdir / "expert").rglob("*") if p.is_file())
   assert got == ["ckpt/params.msgpack", "config.json"]  # expert-eval's files stay behind
   assert os.readlink(job.workdir / "data") == os.path.join("..", ablate.DEFAULT, "data")  # relative
@@ -102,7 +105,7 @@ def test_manifest_merges_rows_and_seeds(cartpole_cfg, tmp_path):
   man = ablate.write_manifest(tmp_path, "c.py:small", [], rows2, ablate.plan(tmp_path, cfgs2, [0]), [0])
   assert man["seeds"] == [0, 1] and set(man["rows"]) == {"simdist", "no_terminal_value", "warm_start_shift",
                                                          "no_policy_prior"}
-  assert man["rows"]["no_terminal_value"]["shares"] == list(UPSTREAM) + ["pretrain"]
+  assert man["rows"]["no_terminal_value"]["shares"] == list(UPSTREAM) + ["pretrain", "refine"]
   assert man["contrasts"] == [{"row": "no_policy_prior", "ref": "warm_start_shift", "direction": "worse",
                                "source": ablate.CONTRASTS[1].source}]
   assert json.loads((tmp_path / ablate.MANIFEST).read_text()) == man

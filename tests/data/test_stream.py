@@ -1,0 +1,121 @@
+"""Streaming windows (`data.loading = "stream"`): the same batches as the in-memory sampler on hand-made shards,
+episode boundaries, and clear errors for missing or corrupt shard files."""
+
+import jax
+import numpy as np
+import pytest
+
+from simdist_jax.data import storage
+from simdist_jax.data import stream
+from simdist_jax.data import windows
+
+N, SHARD_STEPS, NUM_SHARDS = 3, 10, 3
+DIMS = {"proprio": 3, "extero": 2, "extero_shape": (2,), "action": 1, "command": 1}
+# Episode lengths per env (each sums to 30 steps; episodes run across the shard boundaries at steps 10 and 20).
+LENGTHS = [[4, 13, 13], [30], [9, 2, 11, 8]]
+
+
+def _chunks(nan_at=None):
+  """Time-major chunks of [10, 3, ...]; proprio = (env, step, episode id), exact in float16."""
+  S = SHARD_STEPS * NUM_SHARDS
+  rng = np.random.default_rng(0)
+  ep = np.zeros((S, N), np.int32)
+  for j, lens in enumerate(LENGTHS):
+    ep[:, j] = np.repeat(np.arange(len(lens)) * N + j, lens)
+  steps = np.broadcast_to(np.arange(S)[:, None], (S, N))
+  full = {"proprio": np.stack([np.broadcast_to(np.arange(N), (S, N)), steps, ep], -1).astype(np.float32),
+          "extero": rng.normal(size=(S, N, 2)).astype(np.float32),
+          "action": rng.normal(size=(S, N, 1)).astype(np.float32),
+          "command": rng.uniform(-1, 1, (S, N, 1)).astype(np.float32),
+          "reward": rng.normal(size=(S, N)).astype(np.float32), "value": rng.normal(size=(S, N)).astype(np.float32),
+          "expert_flag": rng.integers(0, 2, (S, N)).astype(np.uint8), "noised": np.zeros((S, N), np.uint8),
+          "policy_id": np.zeros((S, N), np.uint8), "episode_id": ep}
+  if nan_at is not None:
+    key, s, j = nan_at
+    full[key][s, j] = np.nan
+  return [{k: v[i * SHARD_STEPS:(i + 1) * SHARD_STEPS] for k, v in full.items()} for i in range(NUM_SHARDS)]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  d = tmp_path_factory.mktemp("handmade")
+  man = storage.write_dataset(d, _chunks(nan_at=("value", 14, 2)), DIMS)  # env 2, episode id 8 (steps 11..21)
+  assert man["episodes"] == 8 and man["nonfinite"]["value"]["count"] == 1
+  return d
+
+
+def _both(d, **kw):
+  kw = dict(H=2, T=3, start_margin=1, end_margin=1, eval_fraction=0.3, seed=0) | kw
+  return windows.load_dataset(d, **kw), windows.load_dataset(d, **kw, loading="stream")
+
+
+def _equal(a, b):
+  assert sorted(a) == sorted(b) == sorted(windows.BATCH_KEYS)
+  for k in a:
+    x, y = np.asarray(a[k]), np.asarray(b[k])
+    assert x.dtype == y.dtype == np.float32 and x.shape == y.shape, (k, x.dtype, y.dtype, x.shape, y.shape)
+    np.testing.assert_array_equal(x, y, err_msg=k)
+
+
+@pytest.mark.parametrize("front_pad", [False, True])
+def test_stream_gives_the_in_memory_batches(data_dir, front_pad):
+  mem, st = _both(data_dir, front_pad=front_pad)
+  assert isinstance(mem, windows.WindowDataset) and isinstance(st, stream.StreamWindowDataset)
+  assert st.summary() == mem.summary() and st.summary()["rejected_nonfinite"] == 1
+  drop_value = [{k: v for k, v in r.items() if k != "value"} for r in mem.rejected]  # NaN != NaN
+  assert [{k: v for k, v in r.items() if k != "value"} for r in st.rejected] == drop_value
+  assert drop_value == [{"episode_index": 6, "episode_id": 8, "step": 3, "key": "value", "feature": 0}]
+  assert np.isnan(st.rejected[0]["value"])
+  np.testing.assert_array_equal(st.train_episodes, mem.train_episodes)
+  np.testing.assert_array_equal(st.eval_episodes, mem.eval_episodes)
+  assert st.dims == mem.dims
+  for k in mem.stats:
+    np.testing.assert_array_equal(st.stats[k]["mean"], mem.stats[k]["mean"])
+  every = np.asarray(mem._starts_train)  # pylint: disable=protected-access
+  _equal(mem.gather(every), st.gather(every))  # every training window, padding included
+  if front_pad:
+    assert (np.asarray(st.gather(every)["mask"]) == 0).any()  # some windows start before their episode
+    for i in range(2):  # drawn batches (the trainer's typed keys): the same starts, the same windows
+      key = jax.random.fold_in(jax.random.key(7), i)
+      _equal(mem.sample(key, 40), st.sample(key, 40))
+    # held-out windows: the drawn index maps to the in-memory held-out start table's entry
+    idx = np.asarray(stream._draw(key, 40, np.int32(mem.num_eval_windows)))  # pylint: disable=protected-access
+    np.testing.assert_array_equal(st.draw_starts(key, 40, eval=True), np.asarray(mem._starts_eval)[idx])
+    _equal(st.sample_eval(key, 40), st.gather(st.draw_starts(key, 40, eval=True)))
+
+
+def test_stream_windows_stay_inside_one_episode(data_dir):
+  _, st = _both(data_dir, front_pad=False, eval_fraction=0.0)
+  b = st.gather(np.sort(np.asarray(windows.load_dataset(data_dir, 2, 3, 1, 1, 0.0)._starts_train)))
+  env, step, ep = (b["proprio"][..., i] for i in range(3))
+  assert np.all(ep == ep[:, :1]) and np.all(env == env[:, :1])  # one episode of one env per window
+  np.testing.assert_array_equal(np.diff(step, axis=1), 1)  # consecutive steps, across shard boundaries too
+  assert ((step[:, 0] < SHARD_STEPS) & (step[:, -1] >= SHARD_STEPS)).any()
+  assert 8 not in set(ep[:, 0].astype(int))  # the episode holding NaN is never sampled
+  # 1-step margins: episode id 3 (env 0, steps 4..16) has windows starting at steps 5..10.
+  assert step[ep == 3].min() == 5 and step[ep == 3].max() == 15
+  # n - 7 windows per episode of n steps (L = 6, margins 1 + 1); id 8 (11 steps) rejected; 4 and 2 steps: short.
+  assert st.num_train_windows == 38 and st.dropped_short == 2
+
+
+def test_missing_or_corrupt_shard_names_the_file(data_dir, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  d = tmp_path / "data"
+  shutil.copytree(data_dir, d)
+  f = d / "shard_00001" / "extero.npy"
+  raw = bytearray(f.read_bytes())
+  raw[-1] ^= 0xFF
+  f.write_bytes(bytes(raw))
+  with pytest.raises(storage.DatasetError, match=f"checksum mismatch for shard file '{f}'"):
+    windows.load_dataset(d, 2, 3, loading="stream")
+  f.write_bytes(bytes(raw[:-4]))
+  with pytest.raises(storage.DatasetError, match=f"truncated or corrupt shard file '{f}'"):
+    windows.load_dataset(d, 2, 3, loading="stream", verify=False)
+  f.unlink()
+  with pytest.raises(storage.DatasetError, match=f"missing shard file '{f}'"):
+    windows.load_dataset(d, 2, 3, loading="stream")
+  (d / storage.MANIFEST).unlink()
+  with pytest.raises(storage.DatasetError, match="missing dataset manifest"):
+    windows.load_dataset(d, 2, 3, loading="stream")
+  with pytest.raises(ValueError, match=r"data.loading='disk': must be one of \['memory', 'stream'\]"):
+    windows.load_dataset(data_dir, 2, 3, loading="disk")

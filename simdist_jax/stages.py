@@ -82,9 +82,10 @@ class Stage:
   kind: str = "config"
 
 
-# Keys that only change progress lines, logged metrics or evaluation during training: in no fingerprint.
+# Keys that only change progress lines, logged metrics, evaluation during training, or the speed and memory of the
+# same computation (devices, how the data is read): in no fingerprint.
 LOG_ONLY = ("preset", "run.log_every_s", "run.compile_cache_dir", "run.mesh", "expert.train_eval_episodes",
-            "model.log_every", "model.eval_every", "model.eval_batches")
+            "model.log_every", "model.eval_every", "model.eval_batches", "data.loading")
 # What exists only on the real side: the real domain (and the Go2 world it is built from).
 _REAL = ("domain.real", "env.world")
 # The evaluation protocol's grid of initial conditions (tasks with `Task.initial_conditions`, e.g. peg_insertion):
@@ -116,7 +117,7 @@ _TABLE = (
           dir="expert", record="expert_eval_config.json", owns=("expert_eval.json", "expert_ladder.png")),
     Stage("generate", "generate the mixed-quality dataset (Algorithm 2)",
           run="simdist_jax.data.generate:run_stage", complete="simdist_jax.data.generate:is_complete",
-          keys=Fingerprint(("data",), exclude=_WINDOWS), upstream=("expert",), dir="data"),
+          keys=Fingerprint(("data",), exclude=_WINDOWS + ("data.loading",)), upstream=("expert",), dir="data"),
     Stage("data-report", "summarize a generated dataset",
           run="simdist_jax.data.report:run_stage", complete="simdist_jax.data.report:is_complete",
           upstream=("generate",), dir="data", record="data_report_config.json", owns=("data_report.json",)),

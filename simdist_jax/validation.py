@@ -250,6 +250,7 @@ def _data(c: _Checks) -> Any:
   for key in ("window_start_margin", "window_end_margin"):
     c.need(f"data.{key}", COUNT)
   c.need("data.eval_fraction", _num_in(0.0, 1.0, lo_open=True, hi_open=True))
+  c.need("data.loading", _one_of(("memory", "stream")))
   if len(c.errors) > before or c.get("data") is _MISSING:
     return None
   return c.build("data", lambda: generate.GenConfig.from_config(c.cfg))

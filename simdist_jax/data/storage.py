@@ -209,16 +209,19 @@ class MappedShards:
   At construction every file of `keys` is checked as `load_shard` checks it (exists, size, sha256 when `verify`,
   dtype and shape in its `.npy` header against the manifest), before anything is mapped; a DatasetError names
   the file. Rows are addressed by (global step, env): step s of the dataset lies in the shard whose step range
-  holds it. Reads copy the rows out (`rows`, `block`) and then drop the pages from this process
-  (`madvise(MADV_DONTNEED)`: the kernel's page cache keeps them, the process's resident set does not), so the
-  resident memory of a long sampling run stays that of one batch. At most `max_open` files are mapped at once
-  (least recently used closed first; every mapping holds a file descriptor).
+  holds it. Reads copy the rows out (`gather`, `rows`, `block`). The mapped pages they touch count in this
+  process's resident set until dropped: an upper bound of the touched bytes is kept per mapping (rows x the pages
+  a row spans, capped at the mapping's size), and when their sum passes `resident_bytes` every mapping's pages
+  are dropped (`madvise(MADV_DONTNEED)`: the kernel's page cache keeps them, the process's resident set does
+  not), so a long sampling run holds at most `resident_bytes` of mapped data (a dataset smaller than that stays
+  mapped: no page is faulted in twice). At most `max_open` files are mapped at once (default: half the soft
+  RLIMIT_NOFILE; least recently used closed first; every mapping holds a file descriptor).
 
   Attributes: manifest, steps (cumulative steps [num_shards + 1]), num_steps, num_envs, keys.
   """
 
   def __init__(self, data_dir: str | os.PathLike, manifest: Mapping, keys: Iterable[str], verify: bool = True,
-               max_open: int = 512) -> None:
+               max_open: int | None = None, resident_bytes: int = 256 << 20) -> None:
     self.data_dir = pathlib.Path(data_dir)
     self.manifest = manifest
     self.keys = tuple(keys)
@@ -246,30 +249,67 @@ class MappedShards:
     if len(shapes) != 1:
       raise DatasetError(f"shards of '{data_dir}' disagree on the number of envs: {sorted(shapes)}")
     self.num_envs = shapes.pop()
+    if max_open is None:  # half the descriptors this process may open
+      import resource  # pylint: disable=import-outside-toplevel
+      max_open = max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
     self._max_open = max(1, int(max_open))
     self._maps: dict[tuple[int, str], Any] = {}  # insertion order = least recently used first
+    self.resident_bytes = int(resident_bytes)
+    self._touched: dict[tuple[int, str], int] = {}  # upper bound of the resident bytes of each mapping
+    self._touched_total = 0
+    self.releases = 0  # how many times every mapping's pages were dropped
 
-  def _view(self, shard: int, key: str) -> tuple[np.ndarray, Any]:
-    """(array view [S, N, ...] over the mapping, the mmap or None for an empty array)."""
-    path, dtype, shape, offset = self._files[shard][key]
-    count = int(np.prod(shape, dtype=np.int64))
-    if count == 0:
-      return np.empty(shape, dtype), None
-    import mmap  # pylint: disable=import-outside-toplevel
-    mm = self._maps.pop((shard, key), None)
-    if mm is None:
-      while len(self._maps) >= self._max_open:
-        self._maps.pop(next(iter(self._maps))).close()
-      with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    self._maps[(shard, key)] = mm
-    return np.frombuffer(mm, dtype, count, offset).reshape(shape), mm
+  def _view(self, shard: int, key: str) -> list:
+    """[array view [S * N, ...] over the mapping, the mmap or None for an empty array]."""
+    got = self._maps.pop((shard, key), None)
+    if got is None:
+      path, dtype, shape, offset = self._files[shard][key]
+      count = int(np.prod(shape, dtype=np.int64))
+      flat_shape = (shape[0] * shape[1],) + tuple(shape[2:])
+      if count == 0:
+        got = [np.empty(flat_shape, dtype), None]
+      else:
+        import mmap  # pylint: disable=import-outside-toplevel
+        while len(self._maps) >= self._max_open:
+          old = next(iter(self._maps))
+          self._close(self._maps.pop(old))
+          self._touched_total -= self._touched.pop(old, 0)
+        with open(path, "rb") as f:
+          mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        got = [np.frombuffer(mm, dtype, count, offset).reshape(flat_shape), mm]
+    self._maps[(shard, key)] = got  # most recently used last
+    return got
 
   @staticmethod
-  def _release(mm: Any) -> None:
+  def _close(got: list) -> None:
+    mm = got[1]
+    got[0] = None  # the last reference to the view: the mapping can close
+    if mm is not None:
+      mm.close()
+
+  def _touch(self, where: tuple[int, str], view: np.ndarray, mm: Any, rows: int) -> None:
+    """Counts `rows` rows of `view` read from mapping `where`; drops every mapping's pages past the budget."""
+    if mm is None:
+      return
+    page = 4096
+    per_row = (-(-view[:1].nbytes // page) + 1) * page  # pages one row may span
+    old = self._touched.get(where, 0)
+    new = min(len(mm), old + rows * per_row)
+    self._touched[where] = new
+    self._touched_total += new - old
+    if self._touched_total > self.resident_bytes:
+      self.release()
+
+  def release(self) -> None:
+    """Drops the pages of every mapping from this process's resident set (they stay mapped and cached)."""
     import mmap  # pylint: disable=import-outside-toplevel
-    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
-      mm.madvise(mmap.MADV_DONTNEED)
+    for where in self._touched:
+      mm = self._maps[where][1]
+      if hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+    self._touched.clear()
+    self._touched_total = 0
+    self.releases += 1
 
   def feature_shape(self, key: str) -> tuple[int, ...]:
     """Shape of one transition of `key` (e.g. `(P,)`, `()` for scalars)."""
@@ -279,33 +319,44 @@ class MappedShards:
     """Stored dtype of `key`."""
     return self._files[0][key][1]
 
-  def rows(self, key: str, steps: np.ndarray, envs: np.ndarray) -> np.ndarray:
-    """`key` at (global step, env) pairs: [n, ...] in the stored dtype (a copy)."""
+  def gather(self, keys: Iterable[str], steps: np.ndarray, envs: np.ndarray) -> dict[str, np.ndarray]:
+    """{key: the rows at (global step, env) pairs, [n, ...] in the stored dtype (a copy)} for every key of
+    `keys`; the rows are read shard by shard (one grouping for all keys)."""
+    keys = list(keys)
     steps, envs = np.asarray(steps, np.int64).reshape(-1), np.asarray(envs, np.int64).reshape(-1)
-    out = np.empty((steps.size,) + self.feature_shape(key), self.dtype(key))
+    out = {k: np.empty((steps.size,) + self.feature_shape(k), self.dtype(k)) for k in keys}
     shard = np.searchsorted(self.steps, steps, side="right") - 1
     order = np.argsort(shard, kind="stable")
     bounds = np.searchsorted(shard[order], np.arange(len(self._files) + 1))
     for k in np.flatnonzero(np.diff(bounds)):
       sel = order[bounds[k]:bounds[k + 1]]
-      view, mm = self._view(int(k), key)
-      out[sel] = view[steps[sel] - self.steps[k], envs[sel]]
-      del view
-      self._release(mm)
+      flat = (steps[sel] - self.steps[k]) * self.num_envs + envs[sel]  # row of the [S * N, ...] view
+      for key in keys:
+        view, mm = self._view(int(k), key)
+        out[key][sel] = view[flat]
+        self._touch((int(k), key), view, mm, sel.size)
+        view = None  # no view outlives its read (a mapping with a live view cannot be closed)
     return out
+
+  def rows(self, key: str, steps: np.ndarray, envs: np.ndarray) -> np.ndarray:
+    """`key` at (global step, env) pairs: [n, ...] in the stored dtype (a copy)."""
+    return self.gather([key], steps, envs)[key]
 
   def block(self, key: str, shard: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
     """Steps lo..hi (local to shard `shard`) of `key`: [hi - lo, N, ...] in the stored dtype (a copy)."""
     view, mm = self._view(int(shard), key)
-    out = np.array(view[lo:hi])
-    del view
-    self._release(mm)
+    n = self.num_envs
+    hi = self._files[shard][key][2][0] if hi is None else hi
+    out = np.array(view[lo * n:hi * n]).reshape((hi - lo, n) + view.shape[1:])
+    self._touch((int(shard), key), view, mm, (hi - lo) * n)
     return out
 
   def close(self) -> None:
     """Unmaps every open file (the object stays usable: files are mapped again on the next read)."""
     while self._maps:
-      self._maps.pop(next(iter(self._maps))).close()
+      self._close(self._maps.pop(next(iter(self._maps))))
+    self._touched.clear()
+    self._touched_total = 0
 
 
 def load_all(data_dir: str | os.PathLike, keys: Iterable[str] | None = None, verify: bool = True

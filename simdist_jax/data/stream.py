@@ -9,13 +9,15 @@ gather applies the same padding and float32 cast, so a batch equals the in-memor
 where the data lives:
 
 - Loading reads no array whole. `storage.MappedShards` checks every shard file (size, sha256 when `verify`, the
-  `.npy` header's dtype and shape) and maps it read-only. Episode boundaries are found shard by shard from
+  `.npy` header's dtype and shape) and maps it read-only (at most `RESIDENT_BYTES` = 256 MiB of mapped pages
+  stay resident; past that they are dropped from the process, the page cache keeps them). Episode boundaries are found shard by shard from
   `episode_id` (one [S, N] block at a time); non-finite values are scanned (in blocks of <= 32 MiB) only for the
   keys the manifest's `nonfinite` record lists (all of them when the manifest has no record). The window index is
   kept per episode (first start, count; train and held-out tables), O(episodes) instead of O(windows).
 - A batch is gathered on the host: the drawn window starts become (step, env) rows of the time-major shards, read
-  from the mappings shard by shard (`MappedShards.rows`), after which the pages are dropped from the process
-  (`madvise(MADV_DONTNEED)`), so the resident set holds one batch, not every page a long run has touched.
+  from the mappings shard by shard (`MappedShards.gather`); once the pages touched add up to `RESIDENT_BYTES`
+  they are dropped from the process (`madvise(MADV_DONTNEED)`), so the resident set holds at most that much of
+  the dataset, not every page a long run has touched.
 - Batches are numpy arrays on the host. The world-model trainer has no in-scan sampler for this dataset (no
   `sampler()`), so it draws K batches per chunk on the host (`train.draw_batches`, <= 256 MiB per chunk) and
   places them on the device(s) once per chunk: the device holds that chunk, never the dataset.
@@ -39,6 +41,9 @@ from simdist_jax.data import storage
 from simdist_jax.data import windows
 
 _KEYS = ("proprio", "extero", "action", "command", "reward", "value", "expert_flag", "episode_id")
+# Mapped shard data this process keeps resident at most (`storage.MappedShards(resident_bytes=...)`): past it,
+# the pages read so far are dropped from the resident set (the page cache keeps them).
+RESIDENT_BYTES = 256 << 20
 _SCAN_BYTES = 32 << 20  # bytes of one block of the non-finite scan
 
 
@@ -141,7 +146,7 @@ class StreamWindowDataset:
     self.front_pad = self.H if front_pad else 0
     self.source = str(pathlib.Path(data_dir))
     man = storage.read_manifest(data_dir)
-    self._shards = storage.MappedShards(data_dir, man, _KEYS, verify=verify)
+    self._shards = storage.MappedShards(data_dir, man, _KEYS, verify=verify, resident_bytes=RESIDENT_BYTES)
     d = man["dims"]
     self.dims = {"proprio": int(d["proprio"]), "extero": int(d["extero"]),
                  "extero_shape": tuple(d["extero_shape"]), "action": int(d["action"]),
@@ -177,12 +182,13 @@ class StreamWindowDataset:
     inside = idx >= firsts[:, None]
     src = np.maximum(idx, firsts[:, None]).reshape(-1)
     env, step = np.divmod(src, self._shards.num_steps)
+    rows = self._shards.gather([k for k in windows.BATCH_KEYS if k != "mask"], step, env)
     out = {}
     for k in windows.BATCH_KEYS:
       if k == "mask":
         out[k] = inside.astype(np.float32)
         continue
-      x = self._shards.rows(k, step, env).astype(np.float32)
+      x = rows.pop(k).astype(np.float32)
       x = x.reshape((B, L) + x.shape[1:])
       if k not in windows.REPEAT_KEYS:
         x = np.where(inside.reshape((B, L) + (1,) * (x.ndim - 2)), x, np.float32(0.0))

@@ -368,13 +368,28 @@ class MixedDataset:
 
   def sample(self, key: jax.Array, batch_size: int) -> dict:
     """`batch_size` windows: `split(batch_size)` from primary then secondary, concatenated along the batch axis
-    (the pure `MixedSampler` of `sampler()`, so the two paths cannot drift apart)."""
-    fn, arrays = self.sampler()
-    return fn(arrays, key, batch_size)
+    (the pure `MixedSampler` of `sampler()`, so the two paths cannot drift apart; with a streaming part, the
+    parts' own `sample` with the keys `MixedSampler` splits)."""
+    pure = self.sampler()
+    if pure is not None:
+      fn, arrays = pure
+      return fn(arrays, key, batch_size)
+    n2 = mixed_split(batch_size, self.share)[1]
+    k1, k2 = jax.random.split(key)
+    a = self.primary.sample(k1, batch_size - n2)
+    if n2 == 0:
+      return a
+    b = self.secondary.sample(k2, n2)
+    return {k: jnp.concatenate([jnp.asarray(a[k]), jnp.asarray(b[k])], axis=0) for k in a}
 
-  def sampler(self) -> tuple[MixedSampler, tuple]:
-    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan)."""
-    (f1, a1), (f2, a2) = self.primary.sampler(), self.secondary.sampler()
+  def sampler(self) -> tuple[MixedSampler, tuple] | None:
+    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan);
+    None when a part has no pure sampler (a streaming dataset)."""
+    parts = [getattr(d, "sampler", None) for d in (self.primary, self.secondary)]
+    pure = [get() if get is not None else None for get in parts]
+    if any(p is None for p in pure):
+      return None
+    (f1, a1), (f2, a2) = pure
     return MixedSampler(f1, f2, self.share), (a1, a2)
 
 

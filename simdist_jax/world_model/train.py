@@ -5,8 +5,9 @@ checkpoints.
 `sample(key, batch_size) -> batch` ([B, L, ...] windows, see `losses.py`), `sample_eval(key, batch_size)`, `stats`
 (scaler stats dict) and `dims`, and optionally `sampler() -> (sample_fn, arrays)`, a pure, hashable
 `sample_fn(arrays, key, batch_size)` equal to `sample(key, batch_size)` (`WindowDataset`, `MixedDataset` and
-`SyntheticDataset` have one): then the batches are drawn inside the compiled scan; otherwise they are drawn on the
-host and passed in stacked as [K, B, ...].
+`SyntheticDataset` have one): then the batches are drawn inside the compiled scan; otherwise (a streaming dataset,
+`data.loading = "stream"`) they are drawn on the host and passed in stacked as [K, B, ...] (<= 256 MiB per chunk),
+the same batches for the same keys.
 
 Training runs in chunks of K steps, one `lax.scan` per jit call (`train_chunk`), with K the distance to the next
 log / eval / checkpoint boundary (K = `model.log_every` with the shipped presets), so the host syncs once per chunk.
@@ -303,15 +304,28 @@ def eval_step(opts: StepOptions, params: Any, scaler: Any, batch: Any, key: jax.
 _PRESAMPLE_BYTES = 256 << 20
 
 
+def dataset_sampler(dataset: Any) -> tuple[Callable | None, Any]:
+  """`dataset.sampler()`, the pure in-scan sampler `(sample_fn, arrays)`, or `(None, None)` when the dataset has
+  none (no `sampler` method, or one that returns None: a streaming dataset, or a mix with one); then batches are
+  drawn on the host (`draw_batches`)."""
+  get = getattr(dataset, "sampler", None)
+  out = get() if get is not None else None
+  return out if out is not None else (None, None)
+
+
 def draw_batches(dataset: Any, key_data: jax.Array, start: int, num_steps: int, batch_size: int) -> tuple[Any, int]:
   """Host-drawn batches for steps start.. (key fold_in(key_data, step)), stacked to [K, B, ...]; K <= num_steps is
-  cut so that the stack stays under `_PRESAMPLE_BYTES`. Returns (stacked batches, K)."""
+  cut so that the stack stays under `_PRESAMPLE_BYTES`. Returns (stacked batches, K): numpy when the dataset's
+  batches are numpy (a streaming dataset: stacked on the host, moved to the device(s) once by the caller), else
+  device arrays."""
   batches = []
   for s in range(start, start + num_steps):
     batches.append(dataset.sample(jax.random.fold_in(key_data, s), batch_size))
     if len(batches) * sum(x.nbytes for x in jax.tree.leaves(batches[0])) >= _PRESAMPLE_BYTES:
       break
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *batches), len(batches)
+  host = all(isinstance(x, np.ndarray) for x in jax.tree.leaves(batches[0]))
+  stack = np.stack if host else jnp.stack
+  return jax.tree.map(lambda *xs: stack(xs), *batches), len(batches)
 
 
 def next_boundary(step: int, end: int, *periods: int) -> int:
@@ -379,7 +393,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     state = TrainState(params=variables["params"], opt_state=ts["opt_state"], step=jnp.asarray(start, jnp.int32))
     print(f"[world_model] resuming from step {start} in {ckpt.directory}", flush=True)
   scaler = variables["scaler"]
-  sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
+  sample_fn, arrays = dataset_sampler(dataset)
   eval_fn = functools.partial(eval_step, opts)
   if mesh is not None:  # data parallel: everything but the batch replicated (identity at one device)
     state, scaler, arrays = mesh_lib.replicate((state, scaler, arrays), mesh)

@@ -159,3 +159,17 @@ def test_mapped_shards_read_what_load_all_reads(data_dir):
   assert shards.releases > 0 and len(shards._maps) <= 2  # pylint: disable=protected-access
   shards.close()
   np.testing.assert_array_equal(shards.rows("reward", steps, envs), full["reward"][steps, envs])
+
+
+@pytest.mark.slow  # two mixed-batch compiles (~10 s on the loaded 2-core box)
+def test_mixed_batches_with_a_streaming_part_match_in_memory(data_dir):
+  """`MixedDataset` (finetuning's sim mix) over a streaming sim dataset: no pure sampler, the same batches."""
+  mem, st = _both(data_dir, front_pad=True)
+  rng = np.random.default_rng(0)
+  eps = [{"proprio": rng.normal(size=(n, 3)), "extero": rng.normal(size=(n, 2)), "action": rng.normal(size=(n, 1)),
+          "command": rng.normal(size=(n, 1))} for n in (9, 12)]
+  real = windows.from_episodes(eps, 2, 3, mem.stats, 0.0, jax.random.key(0), extero_shape=(1, 2))
+  a, b = windows.MixedDataset(real, mem, 0.25), windows.MixedDataset(real, st, 0.25)
+  assert a.sampler() is not None and b.sampler() is None
+  key = jax.random.key(5)
+  _equal(a.sample(key, 16), b.sample(key, 16))

@@ -26,7 +26,10 @@ Data parallel (`config.run.mesh` >= 2 devices, `simdist_jax.mesh`): the state, s
 replicated over the mesh at the call site, the batch [B, L, ...] is sharded along B (drawn inside the scan and
 pinned there by `train_chunk`'s static `mesh`; host-drawn [K, B, ...] stacks are placed sharded along axis 1), and
 the same jitted step runs on every device, GSPMD all-reducing the gradient. The global batch, keys and batches are
-those of one device, so the loss curve agrees to float rounding. Without a mesh (0 or 1) nothing changes.
+those of one device, so the loss curve agrees to float rounding. Without a mesh (0 or 1) nothing changes. Several
+processes (`simdist_jax.distributed`, `run.mesh = -1` over every process's devices): each process draws the same
+batches and places its own devices' rows; process 0 writes `config.json` and the metrics, all of them take part
+in the orbax checkpoints (a shared workdir).
 
 `SyntheticDataset` is a tiny linear system with known dynamics, rewards and values (tests and demos).
 """
@@ -47,7 +50,7 @@ import numpy as np
 import optax
 
 from simdist_jax import mesh as mesh_lib
-from simdist_jax.metrics import MetricsWriter, format_duration
+from simdist_jax.metrics import MetricsWriter, NullWriter, format_duration
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import losses as losses_lib
 from simdist_jax.world_model import model as model_lib
@@ -375,7 +378,9 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
   del root_key
 
   workdir = os.path.abspath(workdir)
-  ckpt_lib.save_config(workdir, config)
+  primary = jax.process_index() == 0  # a multi-host run: process 0 writes the config and the metrics
+  if primary:
+    ckpt_lib.save_config(workdir, config)
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(mcfg.keep_checkpoints))
 
   start = ckpt.latest_step()
@@ -401,7 +406,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     print(f"[world_model] data parallel over {mesh_lib.size(mesh)} devices ({mesh.devices[0].platform}): "
           f"{int(mcfg.batch_size) // mesh_lib.size(mesh)} windows per device per step", flush=True)
 
-  writer = MetricsWriter(workdir, tb_subdir="tb")
+  writer = MetricsWriter(workdir, tb_subdir="tb") if primary else NullWriter()
   num_steps, batch_size = int(mcfg.num_steps), int(mcfg.batch_size)
   log_every, eval_every, ckpt_every = int(mcfg.log_every), int(mcfg.eval_every), int(mcfg.checkpoint_every)
   step = int(state.step)

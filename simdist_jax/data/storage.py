@@ -203,6 +203,18 @@ def npy_header(path: pathlib.Path) -> tuple[np.dtype, tuple[int, ...], int]:
   return dtype, tuple(int(n) for n in shape), offset
 
 
+_FAULT_AROUND = 64 << 10  # bytes the kernel may map around one touched page (fault_around_bytes' default)
+
+
+def _file_resident() -> int | None:
+  """Bytes of file-backed (and shared) pages resident in this process (`/proc/self/statm`), None if unknown."""
+  try:
+    with open("/proc/self/statm", encoding="ascii") as f:
+      return int(f.read().split()[2]) * os.sysconf("SC_PAGE_SIZE")
+  except (OSError, ValueError, IndexError):
+    return None
+
+
 class MappedShards:
   """Read-only memory maps of a dataset's shard files, for gathering rows without loading the dataset.
 
@@ -210,12 +222,16 @@ class MappedShards:
   dtype and shape in its `.npy` header against the manifest), before anything is mapped; a DatasetError names
   the file. Rows are addressed by (global step, env): step s of the dataset lies in the shard whose step range
   holds it. Reads copy the rows out (`gather`, `rows`, `block`). The mapped pages they touch count in this
-  process's resident set until dropped: an upper bound of the touched bytes is kept per mapping (rows x the pages
-  a row spans, capped at the mapping's size), and when their sum passes `resident_bytes` every mapping's pages
-  are dropped (`madvise(MADV_DONTNEED)`: the kernel's page cache keeps them, the process's resident set does
-  not), so a long sampling run holds at most `resident_bytes` of mapped data (a dataset smaller than that stays
-  mapped: no page is faulted in twice). At most `max_open` files are mapped at once (default: half the soft
-  RLIMIT_NOFILE; least recently used closed first; every mapping holds a file descriptor).
+  process's resident set until dropped, and the kernel maps more than the rows read (fault-around: about 64 KiB
+  of cached neighbours per touched row), so the growth is measured, not estimated: whenever what may have been
+  mapped since the last measurement (64 KiB per row read, at most the mapping's size) passes an eighth of
+  `resident_bytes`, the process's resident file pages (`/proc/self/statm`) are compared with their level after the
+  last drop, and past `resident_bytes` the pages of every mapping read since are dropped (`madvise(MADV_DONTNEED)`:
+  the kernel's page cache keeps them, the process's resident set does not). A long sampling run thus holds at most
+  about `resident_bytes` of mapped data plus an eighth of it (reads are split into pieces of at most that bound;
+  a dataset smaller than the budget stays mapped: no page is faulted in twice). Without `/proc` (not Linux) the bound itself is used. At most `max_open`
+  files are mapped at once (default: half the soft RLIMIT_NOFILE; least recently used closed first; every mapping
+  holds a file descriptor).
 
   Attributes: manifest, steps (cumulative steps [num_shards + 1]), num_steps, num_envs, keys.
   """
@@ -255,9 +271,11 @@ class MappedShards:
     self._max_open = max(1, int(max_open))
     self._maps: dict[tuple[int, str], Any] = {}  # insertion order = least recently used first
     self.resident_bytes = int(resident_bytes)
-    self._touched: dict[tuple[int, str], int] = {}  # upper bound of the resident bytes of each mapping
-    self._touched_total = 0
-    self.releases = 0  # how many times every mapping's pages were dropped
+    self._touched: set[tuple[int, str]] = set()  # mappings read since the last drop
+    self._bound = 0  # an upper bound of the bytes mapped since the last drop (used without /proc)
+    self._since = 0  # the same since the last measurement
+    self._level = _file_resident()  # resident file pages after the last drop (None: not measurable)
+    self.releases = 0  # how many times the read pages were dropped
 
   def _view(self, shard: int, key: str) -> list:
     """[array view [S * N, ...] over the mapping, the mmap or None for an empty array]."""
@@ -273,7 +291,7 @@ class MappedShards:
         while len(self._maps) >= self._max_open:
           old = next(iter(self._maps))
           self._close(self._maps.pop(old))
-          self._touched_total -= self._touched.pop(old, 0)
+          self._touched.discard(old)
         with open(path, "rb") as f:
           mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         got = [np.frombuffer(mm, dtype, count, offset).reshape(flat_shape), mm]
@@ -287,28 +305,32 @@ class MappedShards:
     if mm is not None:
       mm.close()
 
-  def _touch(self, where: tuple[int, str], view: np.ndarray, mm: Any, rows: int) -> None:
-    """Counts `rows` rows of `view` read from mapping `where`; drops every mapping's pages past the budget."""
+  def _touch(self, where: tuple[int, str], mm: Any, rows: int) -> None:
+    """Notes that `rows` rows were read from mapping `where`; measures the resident pages once the bound of what
+    may have been mapped since the last measurement passes an eighth of the budget."""
     if mm is None:
       return
-    page = 4096
-    per_row = (-(-view[:1].nbytes // page) + 1) * page  # pages one row may span
-    old = self._touched.get(where, 0)
-    new = min(len(mm), old + rows * per_row)
-    self._touched[where] = new
-    self._touched_total += new - old
-    if self._touched_total > self.resident_bytes:
-      self.release()
+    self._touched.add(where)
+    grown = min(rows * _FAULT_AROUND, len(mm))
+    self._bound += grown
+    self._since += grown
+    if self._since > self.resident_bytes // 8:
+      self._since = 0
+      level = _file_resident()
+      if (self._bound if level is None or self._level is None else level - self._level) > self.resident_bytes:
+        self.release()
 
   def release(self) -> None:
-    """Drops the pages of every mapping from this process's resident set (they stay mapped and cached)."""
+    """Drops the pages of every mapping read since the last drop from this process's resident set (they stay
+    mapped, and cached by the kernel)."""
     import mmap  # pylint: disable=import-outside-toplevel
     for where in self._touched:
       mm = self._maps[where][1]
       if hasattr(mmap, "MADV_DONTNEED"):
         mm.madvise(mmap.MADV_DONTNEED)
     self._touched.clear()
-    self._touched_total = 0
+    self._bound = 0
+    self._level = _file_resident()
     self.releases += 1
 
   def feature_shape(self, key: str) -> tuple[int, ...]:
@@ -331,10 +353,12 @@ class MappedShards:
     for k in np.flatnonzero(np.diff(bounds)):
       sel = order[bounds[k]:bounds[k + 1]]
       flat = (steps[sel] - self.steps[k]) * self.num_envs + envs[sel]  # row of the [S * N, ...] view
+      step = max(1, self.resident_bytes // 8 // _FAULT_AROUND)  # rows per read: the pages it maps are checked
       for key in keys:
         view, mm = self._view(int(k), key)
-        out[key][sel] = view[flat]
-        self._touch((int(k), key), view, mm, sel.size)
+        for lo in range(0, sel.size, step):
+          out[key][sel[lo:lo + step]] = view[flat[lo:lo + step]]
+          self._touch((int(k), key), mm, min(step, sel.size - lo))
         view = None  # no view outlives its read (a mapping with a live view cannot be closed)
     return out
 
@@ -348,7 +372,7 @@ class MappedShards:
     n = self.num_envs
     hi = self._files[shard][key][2][0] if hi is None else hi
     out = np.array(view[lo * n:hi * n]).reshape((hi - lo, n) + view.shape[1:])
-    self._touch((int(shard), key), view, mm, (hi - lo) * n)
+    self._touch((int(shard), key), mm, (hi - lo) * n)
     return out
 
   def close(self) -> None:
@@ -356,7 +380,8 @@ class MappedShards:
     while self._maps:
       self._close(self._maps.pop(next(iter(self._maps))))
     self._touched.clear()
-    self._touched_total = 0
+    self._bound = 0
+    self._level = _file_resident()
 
 
 def load_all(data_dir: str | os.PathLike, keys: Iterable[str] | None = None, verify: bool = True

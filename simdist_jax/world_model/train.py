@@ -321,14 +321,18 @@ def draw_batches(dataset: Any, key_data: jax.Array, start: int, num_steps: int, 
   cut so that the stack stays under `_PRESAMPLE_BYTES`. Returns (stacked batches, K): numpy when the dataset's
   batches are numpy (a streaming dataset: stacked on the host, moved to the device(s) once by the caller), else
   device arrays."""
-  batches = []
-  for s in range(start, start + num_steps):
-    batches.append(dataset.sample(jax.random.fold_in(key_data, s), batch_size))
-    if len(batches) * sum(x.nbytes for x in jax.tree.leaves(batches[0])) >= _PRESAMPLE_BYTES:
-      break
-  host = all(isinstance(x, np.ndarray) for x in jax.tree.leaves(batches[0]))
-  stack = np.stack if host else jnp.stack
-  return jax.tree.map(lambda *xs: stack(xs), *batches), len(batches)
+  first = dataset.sample(jax.random.fold_in(key_data, start), batch_size)
+  size = sum(x.nbytes for x in jax.tree.leaves(first))
+  k = max(1, min(num_steps, -(-_PRESAMPLE_BYTES // max(size, 1))))  # the first K whose stack reaches the cap
+  if all(isinstance(x, np.ndarray) for x in jax.tree.leaves(first)):  # host batches: filled into one stack
+    out = jax.tree.map(lambda x: np.empty((k,) + x.shape, x.dtype), first)
+    for i in range(k):
+      batch = first if i == 0 else dataset.sample(jax.random.fold_in(key_data, start + i), batch_size)
+      jax.tree.map(lambda o, x, i=i: o.__setitem__(i, x), out, batch)
+    return out, k
+  batches = [first] + [dataset.sample(jax.random.fold_in(key_data, s), batch_size)
+                       for s in range(start + 1, start + k)]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *batches), k
 
 
 def next_boundary(step: int, end: int, *periods: int) -> int:

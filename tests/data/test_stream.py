@@ -121,6 +121,21 @@ def test_missing_or_corrupt_shard_names_the_file(data_dir, tmp_path):
     windows.load_dataset(data_dir, 2, 3, loading="disk")
 
 
+
+def test_draw_batches_stacks_host_batches_up_to_the_cap(data_dir, monkeypatch):
+  """The trainer's host path: K streamed batches in one numpy stack, K cut by the byte cap, batch i drawn with
+  fold_in(key, start + i)."""
+  from simdist_jax.world_model import train  # pylint: disable=import-outside-toplevel
+  st = windows.load_dataset(data_dir, 2, 3, 1, 1, 0.3, 0, front_pad=True, loading="stream")
+  key = jax.random.key(3)
+  size = sum(v.nbytes for v in st.sample(key, 40).values())
+  monkeypatch.setattr(train, "_PRESAMPLE_BYTES", 2 * size + 1)
+  data, k = train.draw_batches(st, key, 5, 10, 40)
+  assert k == 3 and all(isinstance(v, np.ndarray) and v.shape[:2] == (3, 40) for v in data.values())
+  for i in range(k):
+    _equal(st.sample(jax.random.fold_in(key, 5 + i), 40), {kk: v[i] for kk, v in data.items()})
+  assert train.draw_batches(st, key, 5, 2, 40)[1] == 2
+
 @pytest.mark.slow  # two tiny pretraining runs (~1 min on the loaded 2-core box)
 def test_pretraining_on_streamed_windows_matches_in_memory(data_dir, tmp_path):
   """`pretrain` on the streaming dataset (host-drawn [K, B] chunks) follows the in-memory run (batches drawn inside
@@ -142,6 +157,7 @@ def test_pretraining_on_streamed_windows_matches_in_memory(data_dir, tmp_path):
   assert sorted(curves["memory"], key=str) == sorted(curves["stream"], key=str) and len(curves["memory"]) == 4
   for k, v in curves["memory"].items():
     np.testing.assert_allclose(curves["stream"][k], v, rtol=1e-5, err_msg=str(k))
+  print(f"train/eval loss, memory: {curves['memory']}; stream: {curves['stream']}")
 
 
 def test_mapped_shards_read_what_load_all_reads(data_dir):

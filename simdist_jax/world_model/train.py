@@ -428,8 +428,8 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     while step < num_steps:
       k = next_boundary(step, num_steps, log_every, eval_every, ckpt_every) - step
       if sample_fn is None:
-        data, k = draw_batches(dataset, key_data, step, k, batch_size)
-        data = mesh_lib.shard(data, mesh, axis=1)  # [K, B, ...] split along B
+        drawn, k = draw_batches(dataset, key_data, step, k, batch_size)  # this process's copy (the error path)
+        data = mesh_lib.shard(drawn, mesh, axis=1)  # [K, B, ...] split along B
       else:
         data = arrays
       state, metrics = train_chunk(opts, state, scaler, data, key_data, key_loss, num_steps=k,
@@ -440,7 +440,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
         bad_step = step + bad  # == int(state.step): the chunk kept the state before that step
         if bad_step > last_saved:
           save(state)
-        batch = (jax.tree.map(lambda x, bad=bad: x[bad], data) if sample_fn is None
+        batch = (jax.tree.map(lambda x, bad=bad: x[bad], drawn) if sample_fn is None
                  else dataset.sample(jax.random.fold_in(key_data, bad_step), batch_size))
         raise NonFiniteLossError(
           f"non-finite training loss {float(metrics['train/loss'][bad])} at step {bad_step} (terms: "

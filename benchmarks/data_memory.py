@@ -10,11 +10,13 @@ writer (`storage.write_dataset`; the scale multiplies the steps, shards of 250 s
 loads the dataset as pretraining does with the layout's config (`cartpole.py:small`, `go2.py:paper`;
 `windows.load_dataset`, checksums verified) and draws `--batches` training batches as pretraining draws them
 (memory: the jitted in-memory sampler, the dataset on the device; stream: `train.draw_batches` chunks of K host
-batches, <= 256 MiB, moved to the device once). Each process reports its peak resident set (`ru_maxrss`, which
-counts every page mapped at the peak, file pages included), the resident set after importing JAX and loading the
-config (the baseline) and after loading the dataset, load time, windows/s after the first chunk, and a sha256 over
-every batch's bytes (equal digests: the two modes drew bitwise the same batches). On a CPU the "device" is host
-memory, so the memory mode's device copy of the dataset is part of its peak. Printed side by side per scale.
+batches, <= 256 MiB, moved to the device once). Each process reports its peak resident set (`VmHWM` of
+/proc/self/status, which counts every page mapped at the peak, file pages included; not `ru_maxrss`, which Linux
+carries over from the forked parent's address space across exec), the resident set after importing JAX and
+loading the config (the baseline) and after loading the dataset, load time, windows/s after the first chunk, and a
+sha256 over every batch's bytes (equal digests: the two modes drew bitwise the same batches). On a CPU the
+"device" is host memory, so the memory mode's device copy of the dataset is part of its peak. Printed side by
+side per scale.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -80,9 +81,10 @@ def write(data_dir: pathlib.Path, layout: str, scale: int, seed: int = 0) -> dic
   return storage.write_dataset(data_dir, chunks(), dims, meta={"synthetic": f"{scale}x {layout}"})
 
 
-def _rss_kib() -> int:
+def _status_kib(field: str = "VmRSS") -> int:
+  """A `/proc/self/status` memory field in KiB (VmRSS: resident now; VmHWM: the peak of this address space)."""
   with open("/proc/self/status", encoding="utf-8") as f:
-    return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def child(mode: str, layout: str, data_dir: str, batches: int, resident_mib: float | None) -> dict:
@@ -97,14 +99,14 @@ def child(mode: str, layout: str, data_dir: str, batches: int, resident_mib: flo
     stream.RESIDENT_BYTES = int(resident_mib * 2**20)
   cfg = _config(layout)  # imports the task (MuJoCo) too
   jax.block_until_ready(jax.numpy.ones(4) + 1)
-  base = _rss_kib()
+  base = _status_kib()
   H, T, B = int(cfg.model.history), int(cfg.model.horizon), int(cfg.model.batch_size)
   t0 = time.perf_counter()
   ds = windows.load_dataset(data_dir, H, T, int(cfg.data.window_start_margin), int(cfg.data.window_end_margin),
                             float(cfg.data.eval_fraction), int(cfg.run.seed), front_pad=bool(cfg.data.front_pad),
                             loading=mode)
   t_load = time.perf_counter() - t0
-  after_load = _rss_kib()
+  after_load = _status_kib()
   key = jax.random.key(0)
   digest = hashlib.sha256()
 
@@ -128,7 +130,7 @@ def child(mode: str, layout: str, data_dir: str, batches: int, resident_mib: flo
     if t_first is None:
       t_first, first, t0 = time.perf_counter() - t0, done, time.perf_counter()
   rate = (done - first) * B / max(time.perf_counter() - t0, 1e-9) if done > first else float("nan")
-  return {"mode": mode, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  return {"mode": mode, "peak_rss_mib": _status_kib("VmHWM") / 1024,
           "base_rss_mib": base / 1024, "loaded_rss_mib": after_load / 1024, "load_s": t_load,
           "first_s": t_first, "windows_per_s": rate, "batches": done, "batch_size": B, "L": H + T + 1,
           "train_windows": ds.num_train_windows, "digest": digest.hexdigest()[:16],

@@ -1,5 +1,6 @@
 """Streaming windows (`data.loading = "stream"`): the window sampler of `windows.load_dataset` over memory-mapped
-shards, with host and device memory bounded by a batch instead of the dataset.
+shards, with host and device memory bounded by a chunk of batches and a budget of mapped pages instead of the
+dataset.
 
 `StreamWindowDataset(data_dir, H, T, ...)` has the interface of `windows.WindowDataset` (`sample`, `sample_eval`,
 `gather`, `draw_starts`, `firsts_of`, `summary`, `stats`, `dims`, counts) and draws **the same windows** for the
@@ -9,21 +10,21 @@ gather applies the same padding and float32 cast, so a batch equals the in-memor
 where the data lives:
 
 - Loading reads no array whole. `storage.MappedShards` checks every shard file (size, sha256 when `verify`, the
-  `.npy` header's dtype and shape) and maps it read-only (at most `RESIDENT_BYTES` = 256 MiB of mapped pages
-  stay resident; past that they are dropped from the process, the page cache keeps them). Episode boundaries are found shard by shard from
+  `.npy` header's dtype and shape) and maps it read-only. Episode boundaries are found shard by shard from
   `episode_id` (one [S, N] block at a time); non-finite values are scanned (in blocks of <= 32 MiB) only for the
   keys the manifest's `nonfinite` record lists (all of them when the manifest has no record). The window index is
   kept per episode (first start, count; train and held-out tables), O(episodes) instead of O(windows).
 - A batch is gathered on the host: the drawn window starts become (step, env) rows of the time-major shards, read
-  from the mappings shard by shard (`MappedShards.gather`); once the pages touched add up to `RESIDENT_BYTES`
-  they are dropped from the process (`madvise(MADV_DONTNEED)`), so the resident set holds at most that much of
-  the dataset, not every page a long run has touched.
+  from the mappings shard by shard (`MappedShards.gather`); once the process's resident mapped pages have grown by
+  `RESIDENT_BYTES` (256 MiB; measured, since the kernel maps ~64 KiB around each touched row) they are dropped
+  from the process (`madvise(MADV_DONTNEED)`; the page cache keeps them), so the resident set holds at most about
+  that much of the dataset, not every page a long run has touched.
 - Batches are numpy arrays on the host. The world-model trainer has no in-scan sampler for this dataset (no
   `sampler()`), so it draws K batches per chunk on the host (`train.draw_batches`, <= 256 MiB per chunk) and
   places them on the device(s) once per chunk: the device holds that chunk, never the dataset.
 
-Costs: loading reads every byte once for the checksums (`verify=True`); sampling costs a host gather per batch
-(see `benchmarks/data_memory.py` for the figures next to the in-memory sampler).
+Costs: loading reads every byte once for the checksums (`verify=True`); sampling costs a host gather per batch,
+5-10x slower than the in-memory sampler on the CPU (`benchmarks/data_memory.py`, docs/data.md "Loading").
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ One subcommand per row of the stage table (`simdist_jax.stages.STAGES`). The CLI
 config, then, holding the workdir's lock (`<workdir>/.lock`) and appending its console output to
 `<workdir>/log.txt`, hands the stage to `stages.execute` (record checks, `<workdir>/config.json`, the run).
 Exit status 2: the config, a stale stage directory or the lock refused the invocation (nothing was run).
+A multi-host run (`run.num_processes` >= 2, `simdist_jax.distributed`) starts `jax.distributed` between parsing
+and validating the config; process 0 alone takes the lock and writes the records and `log.txt`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from typing import Any, Iterator, TextIO
 
 from simdist_jax import config as config_lib
+from simdist_jax import distributed
 from simdist_jax import paths
 from simdist_jax import runtime
 from simdist_jax import stages
@@ -88,10 +91,10 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def console_log(workdir: pathlib.Path, argv: list[str]) -> Iterator[pathlib.Path]:
-  """Appends everything printed to stdout and stderr inside the block to `<workdir>/log.txt` (and still prints
-  it), after a header line naming the time, the PID and the command."""
-  path = pathlib.Path(workdir) / LOG_FILE
+def console_log(workdir: pathlib.Path, argv: list[str], name: str = LOG_FILE) -> Iterator[pathlib.Path]:
+  """Appends everything printed to stdout and stderr inside the block to `<workdir>/<name>` (default `log.txt`;
+  and still prints it), after a header line naming the time, the PID and the command."""
+  path = pathlib.Path(workdir) / name
   with open(path, "a", encoding="utf-8", buffering=1) as log:
     log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC pid {os.getpid()}: simdist-jax "
               f"{' '.join(argv)}\n")
@@ -201,18 +204,28 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_lib.from_json((workdir / "config.json").read_text())
   else:
     try:
-      cfg = config_lib.load_config(args.config, overrides)
-    except config_lib.ConfigError as e:
+      raw = config_lib.parse_config(args.config, overrides)
+      dist = distributed.settings(raw)
+      distributed.check_stage(args.stage, dist)
+      distributed.initialize(dist)  # before anything (validation included) starts a JAX backend
+      cfg = config_lib.finish_config(raw)
+    except (config_lib.ConfigError, distributed.DistributedConfigError) as e:
       print(f"simdist-jax: config error: {e}", file=sys.stderr)
       return 2
     workdir = (pathlib.Path(args.workdir) if args.workdir else paths.default_workdir(cfg)).absolute()
     if st.kind == "pipeline":
       extra["restart_from"] = args.restart_from
   runtime.configure_compile_cache(str(cfg.run.get("compile_cache_dir", "")))  # older run dirs lack the key
+  # A multi-host run: process 0 holds the lock and writes log.txt and the records; the others check the records,
+  # write log.process<i>.txt and run the stage with it (`simdist_jax.distributed`).
+  pid = distributed.settings(cfg).process_id if st.kind != "run_dir" else 0
+  if pid:
+    workdir.mkdir(parents=True, exist_ok=True)
+  lock = stages.workdir_lock(workdir) if pid == 0 else contextlib.nullcontext()
   try:
-    with stages.workdir_lock(workdir), console_log(workdir, argv):
+    with lock, console_log(workdir, argv, LOG_FILE if pid == 0 else f"log.process{pid}.txt"):
       try:
-        stages.execute(args.stage, cfg, workdir, **extra)
+        stages.execute(args.stage, cfg, workdir, primary=pid == 0, **extra)
       except config_lib.ConfigError as e:
         print(f"simdist-jax: {e}", file=sys.stderr)
         return 2

@@ -191,10 +191,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   validation.validate(cfg)
 
 
-def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.FrozenConfigDict:
-  """Loads `path/to/task.py:preset`, applies overrides, validates every value (`validate`) and freezes.
-
-  Nothing is written and no stage runs before validation passes.
+def parse_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """Loads `path/to/task.py:preset` and applies the overrides, without validating (`load_config` = this, then
+  `validate`, then freeze; the CLI starts `jax.distributed` in between, before any JAX backend exists).
 
   Args:
     spec: config file path with an optional `:preset` suffix (default preset `small`).
@@ -207,9 +206,25 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
     cfg = mod.get_config(preset)
   except KeyError as e:
     raise ConfigError(f"unknown preset {preset!r} for config '{path}': {e}") from e
-  cfg = apply_overrides(cfg, list(overrides))
+  return apply_overrides(cfg, list(overrides))
+
+
+def finish_config(cfg: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+  """`validate(cfg)`, then the frozen config."""
   validate(cfg)
   return ml_collections.FrozenConfigDict(cfg)
+
+
+def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.FrozenConfigDict:
+  """Loads `path/to/task.py:preset`, applies overrides, validates every value (`validate`) and freezes.
+
+  Nothing is written and no stage runs before validation passes.
+
+  Args:
+    spec: config file path with an optional `:preset` suffix (default preset `small`).
+    overrides: `key.path=value` strings (the `--config.` prefix is optional).
+  """
+  return finish_config(parse_config(spec, overrides))
 
 
 def to_json(cfg) -> str:

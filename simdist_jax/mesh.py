@@ -14,7 +14,10 @@ with single-device arrays as before. Random draws do not depend on the sharding 
 on by default), so n devices see the same batches, dropout masks and noise as one; only the order of the float
 reductions differs (losses agree to rounding, not bitwise).
 
-Multi-host (`jax.distributed`) is not wired: a mesh spans this process's devices.
+Multi-host (`simdist_jax.distributed`, `run.num_processes` >= 2 with `run.mesh = -1`): the mesh spans every
+process's devices (`jax.devices()`); `replicate` / `shard` then build global arrays with
+`jax.make_array_from_callback` from the value every process holds (each places its own devices' slices), and
+`to_default_device` brings replicated results to this process's first device through the host.
 """
 
 from __future__ import annotations
@@ -90,22 +93,47 @@ def batch_spec(axis: int = 0) -> PartitionSpec:
   return PartitionSpec(*([None] * axis), AXIS)
 
 
+def spans_processes(mesh: Mesh | None) -> bool:
+  """Whether `mesh` holds devices of other processes (a multi-host run, `simdist_jax.distributed`)."""
+  return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def _global(x: Any, sharding: NamedSharding) -> jax.Array:
+  """A host (or this process's) value as a global array of `sharding`: every process holds the same value and
+  contributes the slices of its own devices (`make_array_from_callback`; no cross-process check or copy)."""
+  if isinstance(x, jax.Array) and x.sharding == sharding:
+    return x
+  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(_global(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _put(tree: Any, mesh: Mesh, spec: PartitionSpec) -> Any:
+  sharding = NamedSharding(mesh, spec)
+  if spans_processes(mesh):
+    return jax.tree.map(lambda x: _global(x, sharding), tree)
+  return jax.device_put(tree, sharding)
+
+
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
-  """`tree` with every leaf replicated on every device of `mesh` (identity without a mesh)."""
+  """`tree` with every leaf replicated on every device of `mesh` (identity without a mesh). On a mesh over
+  several processes every process must pass the same values (host or its own devices' arrays)."""
   if mesh is None:
     return tree
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+  return _put(tree, mesh, PartitionSpec())
 
 
 def shard(tree: Any, mesh: Mesh | None, axis: int = 0) -> Any:
   """`tree` with every leaf split along dimension `axis` over the data axis (identity without a mesh).
 
   Shapes: each leaf [..., B, ...] with B (at `axis`) a multiple of the mesh size; device d holds rows
-  d * B/n .. (d+1) * B/n - 1.
+  d * B/n .. (d+1) * B/n - 1. On a mesh over several processes every process passes the whole (same) value and
+  places the rows of its own devices.
   """
   if mesh is None:
     return tree
-  return jax.device_put(tree, NamedSharding(mesh, batch_spec(axis)))
+  return _put(tree, mesh, batch_spec(axis))
 
 
 def constrain(tree: Any, mesh: Mesh | None, axis: int | None = 0) -> Any:
@@ -118,8 +146,15 @@ def constrain(tree: Any, mesh: Mesh | None, axis: int | None = 0) -> Any:
 
 
 def to_default_device(tree: Any, mesh: Mesh | None) -> Any:
-  """`tree` moved to `jax.devices()[0]` (identity without a mesh): replicated results, usable next to
-  single-device arrays again."""
+  """`tree` moved to this process's first device, `jax.local_devices()[0]` (identity without a mesh): replicated
+  results, usable next to single-device arrays again (on a mesh over several processes, through the host)."""
   if mesh is None:
     return tree
-  return jax.device_put(tree, jax.devices()[0])
+  device = jax.local_devices()[0]
+  if spans_processes(mesh):
+    def local(x: Any) -> Any:
+      if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(local(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+      return jax.device_put(np.asarray(x.addressable_data(0)), device)  # replicated: every copy is the value
+    return jax.tree.map(local, tree)
+  return jax.device_put(tree, device)

@@ -108,3 +108,14 @@ def format_duration(s: float) -> str:
   """Seconds as `12m03s` or `1h02m03s`."""
   s = int(max(s, 0))
   return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class NullWriter:
+  """A `MetricsWriter` that writes nothing (the processes other than 0 of a multi-host run)."""
+
+  def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    """Drops the metrics."""
+    del step, metrics
+
+  def close(self) -> None:
+    """Nothing to close."""

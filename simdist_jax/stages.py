@@ -102,9 +102,11 @@ class Stage:
   kind: str = "config"
 
 
-# Keys that only change progress lines, logged metrics or evaluation during training: in no fingerprint.
+# Keys that only change progress lines, logged metrics, evaluation during training, or the speed and memory of the
+# same computation (devices, how the data is read): in no fingerprint.
 LOG_ONLY = ("preset", "run.log_every_s", "run.compile_cache_dir", "run.mesh", "expert.train_eval_episodes",
-            "model.log_every", "model.eval_every", "model.eval_batches")
+            "model.log_every", "model.eval_every", "model.eval_batches", "data.loading", "run.coordinator",
+            "run.num_processes", "run.process_id")
 # What exists only on the real side: the real domain (and the Go2 world it is built from).
 _REAL = ("domain.real", "env.world")
 # The evaluation protocol's grid of initial conditions (tasks with `Task.initial_conditions`, e.g. peg_insertion):
@@ -136,7 +138,7 @@ _TABLE = (
           dir="expert", record="expert_eval_config.json", owns=("expert_eval.json", "expert_ladder.png")),
     Stage("generate", "generate the mixed-quality dataset (Algorithm 2)",
           run="simdist_jax.data.generate:run_stage", complete="simdist_jax.data.generate:is_complete",
-          keys=Fingerprint(("data",), exclude=_WINDOWS), upstream=("expert",), dir="data"),
+          keys=Fingerprint(("data",), exclude=_WINDOWS + ("data.loading",)), upstream=("expert",), dir="data"),
     Stage("data-report", "summarize a generated dataset",
           run="simdist_jax.data.report:run_stage", complete="simdist_jax.data.report:is_complete",
           upstream=("generate",), dir="data", record="data_report_config.json", owns=("data_report.json",)),
@@ -328,19 +330,26 @@ def run_one(name: str, cfg: Any, workdir: Any) -> Any:
   return resolve(STAGES[name].run)(cfg, workdir)
 
 
-def execute(name: str, cfg: Any, workdir: Any, **kwargs: Any) -> Any:
+def execute(name: str, cfg: Any, workdir: Any, primary: bool = True, **kwargs: Any) -> Any:
   """A CLI subcommand: checks the records, writes `<workdir>/config.json`, runs the stage.
 
   `<workdir>/config.json` is written only once the stage directories passed their checks (the `run` stage
-  writes it itself after checking all of them), so a refused invocation leaves it as it was.
+  writes it itself after checking all of them), so a refused invocation leaves it as it was. `primary=False`
+  (the processes other than 0 of a multi-host run, `simdist_jax.distributed`): the records are checked, nothing
+  is written, the stage runs.
   """
   st = STAGES[name]
   fn = resolve(st.run)
   if st.kind == "pipeline":
     return fn(cfg, workdir, **kwargs)
   if st.kind == "config":
-    prepare(name, cfg, workdir)
-    config_lib.write_run_config(workdir, cfg)
+    if primary:
+      prepare(name, cfg, workdir)
+      config_lib.write_run_config(workdir, cfg)
+    else:
+      stale = check(closure(name), cfg, workdir)
+      if stale:
+        raise StaleStagesError(workdir, stale)
   return fn(cfg, workdir)
 
 

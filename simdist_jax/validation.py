@@ -8,8 +8,9 @@ ranges lo <= hi, ratios in [0, 1], learning rates > 0 and warmup <= decay, `late
 every transformer in use, per-dimension action bounds of the task's action size, the augmentation noise of the
 task's proprio size, the control period a multiple of the physics step, `run.mesh` at most
 `jax.device_count()` devices that divide `model.batch_size`, `model.finetune.batch_size` and `data.num_envs` (JAX is
-asked for its devices only for a mesh of >= 2). Every problem is reported, not only the
-first, as `key=value: must be <valid range>` in one `ConfigError`, before any stage runs or any file is written.
+asked for its devices only for a mesh of >= 2), the multi-host keys `run.coordinator` / `run.num_processes` /
+`run.process_id` with their environment variables (`simdist_jax.distributed.settings`). Every problem is reported,
+not only the first, as `key=value: must be <valid range>` in one `ConfigError`, before any stage runs or any file is written.
 
 Keys a check reads but the config lacks are skipped (the constructors report a missing key they need), so new
 keys never break validation. Generic rules for the `env` section (task-specific keys): a 2-number sequence is an
@@ -143,6 +144,19 @@ def _run(c: _Checks) -> None:
   c.need("run.seed", COUNT)
   c.need("run.log_every_s", POSITIVE)
   c.need("run.compile_cache_dir", PATH_OR_EMPTY)
+  typed = [c.need("run.coordinator", (lambda v: isinstance(v, str), "a host:port string ('' = from the "
+                                                                      "environment)")),
+           c.need("run.num_processes", (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = from the "
+                                                                          "environment)")),
+           c.need("run.process_id", (lambda v: _is_int(v) and v >= -1, "an integer >= -1 (-1 = from the "
+                                                                        "environment)")),
+           MESH[0](c.get("run.mesh")) or c.get("run.mesh") is _MISSING]  # its own error comes below
+  if all(typed):  # the multi-host settings together (`simdist_jax.distributed.settings`), environment included
+    from simdist_jax import distributed  # pylint: disable=import-outside-toplevel
+    try:
+      distributed.settings(c.cfg)
+    except distributed.DistributedConfigError as e:
+      c.errors.append(str(e))
   value = c.get("run.mesh")
   if c.need("run.mesh", MESH) and value is not _MISSING and value not in (0, 1):
     import jax  # pylint: disable=import-outside-toplevel  (only a multi-device mesh asks JAX for its devices)
@@ -250,6 +264,7 @@ def _data(c: _Checks) -> Any:
   for key in ("window_start_margin", "window_end_margin"):
     c.need(f"data.{key}", COUNT)
   c.need("data.eval_fraction", _num_in(0.0, 1.0, lo_open=True, hi_open=True))
+  c.need("data.loading", _one_of(("memory", "stream")))
   if len(c.errors) > before or c.get("data") is _MISSING:
     return None
   return c.build("data", lambda: generate.GenConfig.from_config(c.cfg))

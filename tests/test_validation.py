@@ -65,6 +65,7 @@ BAD = [
     ("adapt.episodes_per_round=0", r"adapt\.episodes_per_round=0: must be an integer >= 1"),
     ("adapt.sim_mix=1.0", r"adapt\.sim_mix=1\.0: must be in \[0, 1\)"),
     ("adapt.explore_clean_len=(0,5)", r"adapt\.explore_clean_len=\(0, 5\): must be an inclusive integer range"),
+    ("data.loading=disk", r"data\.loading='disk': must be one of \['memory', 'stream'\]"),
     ("run.log_every_s=0.0", r"run\.log_every_s=0\.0: must be > 0"),
     ("run.mesh=-2", r"run\.mesh=-2: must be an integer >= -1 \(0 or 1: one device, -1: every device"),
     ("run.mesh=100000", r"run\.mesh=100000: must be <= jax\.device_count\(\)=\d+"),  # divisibility: test_mesh.py

@@ -63,19 +63,26 @@ def episode_segments(episode_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return offsets, lengths
 
 
-def valid_starts(offsets: np.ndarray, lengths: np.ndarray, window: int, start_margin: int, end_margin: int,
-                 front_pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """(starts [W], episode index of each start [W]) with s in [o - front_pad + start_margin, o + n - end_margin -
-  window]; starts below o (front_pad > 0) are padded at gather time (see the module docstring)."""
+def window_counts(offsets: np.ndarray, lengths: np.ndarray, window: int, start_margin: int, end_margin: int,
+                  front_pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(valid starts per episode [E], first valid start of each episode [E]): the starts of episode e are
+  first[e] .. first[e] + counts[e] - 1 (see `valid_starts`)."""
   offsets, lengths = np.asarray(offsets, np.int64), np.asarray(lengths, np.int64)
   if front_pad < 0 or start_margin < 0 or end_margin < 0:
     raise ValueError(f"front_pad ({front_pad}), start_margin ({start_margin}) and end_margin ({end_margin}) "
                      "must be >= 0")
   counts = np.maximum(lengths + front_pad - end_margin - window - start_margin + 1, 0)
-  ep = np.repeat(np.arange(offsets.size), counts)
-  first = np.repeat(offsets - front_pad + start_margin - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-  starts = first + np.arange(int(counts.sum()), dtype=np.int64)
-  return starts, ep
+  return counts, offsets - front_pad + start_margin
+
+
+def valid_starts(offsets: np.ndarray, lengths: np.ndarray, window: int, start_margin: int, end_margin: int,
+                 front_pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(starts [W], episode index of each start [W]) with s in [o - front_pad + start_margin, o + n - end_margin -
+  window]; starts below o (front_pad > 0) are padded at gather time (see the module docstring)."""
+  counts, first = window_counts(offsets, lengths, window, start_margin, end_margin, front_pad)
+  ep = np.repeat(np.arange(counts.size), counts)
+  base = np.repeat(first - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+  return base + np.arange(int(counts.sum()), dtype=np.int64), ep
 
 
 def _split(num: int, eval_fraction: float, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +95,101 @@ def _split(num: int, eval_fraction: float, key: jax.Array) -> tuple[np.ndarray, 
   return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-_REPEAT_KEYS = ("proprio", "extero")  # padded with copies of the episode's first step; the rest with zeros
+@dataclasses.dataclass(frozen=True)
+class WindowPlan:
+  """Which windows a dataset has, per episode (both loading modes build their sampler from it).
+
+  Attributes: counts [E] (valid starts of each episode, 0 for rejected and short ones), first [E] (flat index of
+  each episode's first valid start), is_eval [E] (held-out episodes), train_episodes / eval_episodes (ids),
+  dropped_short (episodes without a window that were not rejected).
+  """
+
+  counts: np.ndarray
+  first: np.ndarray
+  is_eval: np.ndarray
+  train_episodes: np.ndarray
+  eval_episodes: np.ndarray
+  dropped_short: int
+
+  def starts(self, eval: bool) -> tuple[np.ndarray, np.ndarray]:  # noqa: A002
+    """(flat starts [W], episode index of each [W]) of the training (or held-out) windows, in flat order."""
+    keep = np.where(self.is_eval == bool(eval), self.counts, 0)
+    ep = np.repeat(np.arange(keep.size), keep)
+    base = np.repeat(self.first - np.concatenate([[0], np.cumsum(keep)[:-1]]), keep)
+    return base + np.arange(int(keep.sum()), dtype=np.int64), ep
+
+
+def plan_windows(offsets: np.ndarray, lengths: np.ndarray, ids: np.ndarray, rejected: Sequence[Mapping], L: int,
+                 start_margin: int, end_margin: int, front_pad: int, eval_fraction: float, key: jax.Array,
+                 source: str, H: int, T: int) -> WindowPlan:
+  """The `WindowPlan` of episodes [offsets, offsets + lengths) with ids `ids`, without the `rejected` ones
+  (`reject_nonfinite`): valid starts per episode, then the seeded split of the episodes that have windows.
+
+  Raises:
+    ValueError: no episode has a valid window (naming the window length, margins and the longest episode).
+  """
+  bad = np.zeros(offsets.size, bool)
+  bad[[r["episode_index"] for r in rejected]] = True
+  lengths_ok = np.where(bad, 0, lengths)
+  counts, first = window_counts(offsets, lengths_ok, L, start_margin, end_margin, front_pad)
+  has = counts > 0
+  if not has.any():
+    longest = int(lengths_ok.max()) if lengths_ok.size else 0
+    raise ValueError(
+        f"no valid window in {source}: window length H+T+1 = {H}+{T}+1 = {L} plus margins "
+        f"{start_margin}+{end_margin}" + (f" less front padding {front_pad}" if front_pad else "")
+        + f" needs episodes of >= {L + start_margin + end_margin - front_pad} steps, but the "
+        f"longest usable episode has {longest} steps ({offsets.size} episodes, {len(rejected)} rejected)")
+  eligible = np.flatnonzero(has)
+  tr, ev = _split(eligible.size, eval_fraction, key)
+  is_eval = np.zeros(offsets.size, bool)
+  is_eval[eligible[ev]] = True
+  return WindowPlan(counts, first, is_eval, ids[eligible[tr]], ids[eligible[ev]], int((~has & ~bad).sum()))
+
+
+# Keys whose non-finite values reject an episode, in the order they are checked.
+NONFINITE_KEYS = ("proprio", "extero", "action", "command", "reward", "value")
+
+
+def bad_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(rows, first non-finite feature of each, its value) of the rows of a float [M, ...] array holding NaN/inf."""
+  x = np.asarray(x)
+  flat = x.reshape(x.shape[0], -1)
+  bad = ~np.isfinite(flat)
+  rows = np.flatnonzero(bad.any(-1))
+  if rows.size == 0:
+    return rows, rows, flat[:0, 0] if flat.shape[1] else np.zeros(0, flat.dtype)
+  feats = np.argmax(bad[rows], axis=-1)
+  return rows, feats, flat[rows, feats]
+
+
+def reject_nonfinite(bad: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], offsets: np.ndarray,
+                     ids: np.ndarray, on_nonfinite: str) -> list:
+  """The rejected episodes (dicts with episode_index, episode_id, step, key, feature, value) from `bad_rows` per
+  key of NONFINITE_KEYS (rows ascending): each episode once, at its first bad row of the first key listing it.
+  `on_nonfinite="raise"` raises a ValueError naming the first instead."""
+  out, seen = [], set()
+  for k in NONFINITE_KEYS:
+    if k not in bad:
+      continue
+    for r, f, v in zip(*bad[k], strict=True):
+      e = int(np.searchsorted(offsets, r, side="right") - 1)
+      if e in seen:
+        continue
+      seen.add(e)
+      loc = {"episode_index": e, "episode_id": int(ids[e]), "step": int(r - offsets[e]), "key": k,
+             "feature": int(f), "value": float(v)}
+      if on_nonfinite == "raise":
+        raise ValueError(f"non-finite value {loc['value']} in episode {e} (id {loc['episode_id']}) at step "
+                         f"{loc['step']}, key {k!r}, feature {loc['feature']}")
+      out.append(loc)
+  if out:
+    print(f"data: WARNING rejected {len(out)} episodes with NaN/inf; first: {out[:3]}")
+  return out
+
+
+# Keys padded with copies of the episode's first step before it; every other key (mask included) with zeros.
+REPEAT_KEYS = ("proprio", "extero")
 
 
 def gather_windows(data: Mapping[str, jax.Array], starts: jax.Array, firsts: jax.Array, length: int) -> dict:
@@ -101,7 +202,7 @@ def gather_windows(data: Mapping[str, jax.Array], starts: jax.Array, firsts: jax
     out = {}
     for k, v in data.items():
       x = jnp.take(v, src, axis=0).astype(jnp.float32)
-      if k not in _REPEAT_KEYS:
+      if k not in REPEAT_KEYS:
         x = jnp.where(inside.reshape((length,) + (1,) * (x.ndim - 1)), x, 0.0)
       out[k] = x
     return out
@@ -181,65 +282,27 @@ class WindowDataset:
         raise ValueError(f"arrays[{k!r}] has {arrays[k].shape[0]} steps, episode_id has {m}")
     self.H, self.T, self.L = int(H), int(T), int(H) + int(T) + 1
     self.stats, self.dims, self.source = stats, dict(dims), source
-    offsets, lengths = episode_segments(episode_id)
-    ids = np.asarray(episode_id)[offsets]
-    self.rejected = self._find_nonfinite(arrays, offsets, lengths, ids, on_nonfinite)
-    bad = np.zeros(offsets.size, bool)
-    bad[[r["episode_index"] for r in self.rejected]] = True
-    lengths_ok = np.where(bad, 0, lengths)
     if front_pad not in (0, self.H):
       raise ValueError(f"front_pad must be 0 or H={self.H}, got {front_pad}")
     self.front_pad = int(front_pad)
-    starts, ep_of = valid_starts(offsets, lengths_ok, self.L, start_margin, end_margin, self.front_pad)
-    has = np.zeros(offsets.size, bool)
-    has[ep_of] = True
-    self.dropped_short = int((~has & ~bad).sum())
-    if starts.size == 0:
-      longest = int(lengths_ok.max()) if lengths_ok.size else 0
-      raise ValueError(
-          f"no valid window in {source}: window length H+T+1 = {self.H}+{self.T}+1 = {self.L} plus margins "
-          f"{start_margin}+{end_margin}" + (f" less front padding {self.front_pad}" if self.front_pad else "")
-          + f" needs episodes of >= {self.L + start_margin + end_margin - self.front_pad} steps, but the "
-          f"longest usable episode has {longest} steps ({offsets.size} episodes, {len(self.rejected)} rejected)")
-    eligible = np.flatnonzero(has)
-    tr, ev = _split(eligible.size, eval_fraction, key)
-    is_eval = np.zeros(offsets.size, bool)
-    is_eval[eligible[ev]] = True
-    self.train_episodes, self.eval_episodes = ids[eligible[tr]], ids[eligible[ev]]
+    offsets, lengths = episode_segments(episode_id)
+    ids = np.asarray(episode_id)[offsets]
+    bad = {k: bad_rows(arrays[k]) for k in NONFINITE_KEYS if np.issubdtype(np.asarray(arrays[k]).dtype,
+                                                                            np.floating)}
+    self.rejected = reject_nonfinite(bad, offsets, ids, on_nonfinite)
+    plan = plan_windows(offsets, lengths, ids, self.rejected, self.L, start_margin, end_margin, self.front_pad,
+                        eval_fraction, key, source, self.H, self.T)
+    self.train_episodes, self.eval_episodes, self.dropped_short = (plan.train_episodes, plan.eval_episodes,
+                                                                   plan.dropped_short)
     self._offsets = np.asarray(offsets, np.int64)
-    firsts = offsets[ep_of]  # flat index of each start's episode's first step (front padding below it)
-    self._starts_train = jnp.asarray(starts[~is_eval[ep_of]], jnp.int32)
-    self._starts_eval = jnp.asarray(starts[is_eval[ep_of]], jnp.int32)
-    self._firsts_train = jnp.asarray(firsts[~is_eval[ep_of]], jnp.int32)
-    self._firsts_eval = jnp.asarray(firsts[is_eval[ep_of]], jnp.int32)
+    (st_tr, ep_tr), (st_ev, ep_ev) = plan.starts(False), plan.starts(True)
+    self._starts_train = jnp.asarray(st_tr, jnp.int32)
+    self._starts_eval = jnp.asarray(st_ev, jnp.int32)
+    self._firsts_train = jnp.asarray(offsets[ep_tr], jnp.int32)  # flat index of each start's episode's first step
+    self._firsts_eval = jnp.asarray(offsets[ep_ev], jnp.int32)
     self.num_train_windows = int(self._starts_train.shape[0])
     self.num_eval_windows = int(self._starts_eval.shape[0])
     self._data = {k: jnp.asarray(arrays[k]) for k in BATCH_KEYS}
-
-  @staticmethod
-  def _find_nonfinite(arrays: Mapping[str, np.ndarray], offsets: np.ndarray, lengths: np.ndarray, ids: np.ndarray,
-                      on_nonfinite: str) -> list:
-    out, seen = [], set()
-    for k in ("proprio", "extero", "action", "command", "reward", "value"):
-      x = np.asarray(arrays[k])
-      if not np.issubdtype(x.dtype, np.floating):
-        continue
-      bad = ~np.isfinite(x.reshape(x.shape[0], -1))
-      rows = np.flatnonzero(bad.any(-1))
-      for r in rows:
-        e = int(np.searchsorted(offsets, r, side="right") - 1)
-        if e in seen:
-          continue
-        seen.add(e)
-        loc = {"episode_index": e, "episode_id": int(ids[e]), "step": int(r - offsets[e]), "key": k,
-               "feature": int(np.flatnonzero(bad[r])[0]), "value": float(x.reshape(x.shape[0], -1)[r][bad[r]][0])}
-        if on_nonfinite == "raise":
-          raise ValueError(f"non-finite value {loc['value']} in episode {e} (id {loc['episode_id']}) at step "
-                           f"{loc['step']}, key {k!r}, feature {loc['feature']}")
-        out.append(loc)
-    if out:
-      print(f"data: WARNING rejected {len(out)} episodes with NaN/inf; first: {out[:3]}")
-    return out
 
   # ---- sampler API consumed by the world-model trainer -------------------------------------------------------
   def draw_starts(self, key: jax.Array, batch_size: int, eval: bool = False) -> jax.Array:  # noqa: A002
@@ -305,23 +368,50 @@ class MixedDataset:
 
   def sample(self, key: jax.Array, batch_size: int) -> dict:
     """`batch_size` windows: `split(batch_size)` from primary then secondary, concatenated along the batch axis
-    (the pure `MixedSampler` of `sampler()`, so the two paths cannot drift apart)."""
-    fn, arrays = self.sampler()
-    return fn(arrays, key, batch_size)
+    (the pure `MixedSampler` of `sampler()`, so the two paths cannot drift apart; with a streaming part, the
+    parts' own `sample` with the keys `MixedSampler` splits)."""
+    pure = self.sampler()
+    if pure is not None:
+      fn, arrays = pure
+      return fn(arrays, key, batch_size)
+    n2 = mixed_split(batch_size, self.share)[1]
+    k1, k2 = jax.random.split(key)
+    a = self.primary.sample(k1, batch_size - n2)
+    if n2 == 0:
+      return a
+    b = self.secondary.sample(k2, n2)
+    return {k: jnp.concatenate([jnp.asarray(a[k]), jnp.asarray(b[k])], axis=0) for k in a}
 
-  def sampler(self) -> tuple[MixedSampler, tuple]:
-    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan)."""
-    (f1, a1), (f2, a2) = self.primary.sampler(), self.secondary.sampler()
+  def sampler(self) -> tuple[MixedSampler, tuple] | None:
+    """(pure `fn(arrays, key, batch_size)`, arrays) with `fn(arrays, key, B) == sample(key, B)` (for jit/scan);
+    None when a part has no pure sampler (a streaming dataset)."""
+    parts = [getattr(d, "sampler", None) for d in (self.primary, self.secondary)]
+    pure = [get() if get is not None else None for get in parts]
+    if any(p is None for p in pure):
+      return None
+    (f1, a1), (f2, a2) = pure
     return MixedSampler(f1, f2, self.share), (a1, a2)
 
 
+LOADING = ("memory", "stream")  # the values of `data.loading`
+
+
 def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int = 5, end_margin: int = 5,
-                 eval_fraction: float = 0.1, seed: int = 0, verify: bool = True, front_pad: bool = False
-                 ) -> WindowDataset:
+                 eval_fraction: float = 0.1, seed: int = 0, verify: bool = True, front_pad: bool = False,
+                 loading: str = "memory") -> Any:
   """Sim dataset from a generated directory (checks the manifest and every shard's size and sha256).
 
   `front_pad`: windows may start H steps before their episode, padded as deployment pads its history (module
-  docstring), so episode starts are current steps too; False is the official rule."""
+  docstring), so episode starts are current steps too; False is the official rule.
+  `loading` (`data.loading`): "memory" loads every shard into host memory and onto the device (a
+  `WindowDataset`, sampled inside the compiled training scan); "stream" memory-maps the shards and gathers each
+  batch on the host (a `stream.StreamWindowDataset`: the same windows for the same keys, bounded memory)."""
+  if loading not in LOADING:
+    raise ValueError(f"data.loading={loading!r}: must be one of {list(LOADING)}")
+  if loading == "stream":
+    from simdist_jax.data import stream  # pylint: disable=import-outside-toplevel
+    return stream.StreamWindowDataset(data_dir, H, T, start_margin, end_margin, eval_fraction, seed, verify,
+                                      front_pad)
   man, arrs = storage.load_all(data_dir, keys=["proprio", "extero", "action", "command", "reward", "value",
                                                "expert_flag", "episode_id"], verify=verify)
 
@@ -340,12 +430,14 @@ def load_dataset(data_dir: str | os.PathLike, H: int, T: int, start_margin: int 
                        end_margin, source=str(pathlib.Path(data_dir)), front_pad=H if front_pad else 0)
 
 
-def load_from_config(cfg: Any, workdir: str | os.PathLike) -> WindowDataset:
-  """`load_dataset` with H, T from `cfg.model` and margins/split/front padding from `cfg.data`."""
+def load_from_config(cfg: Any, workdir: str | os.PathLike) -> Any:
+  """`load_dataset` with H, T from `cfg.model` and margins/split/front padding/loading from `cfg.data` (a config
+  without `data.loading`, from before the key, loads into memory)."""
   from simdist_jax import paths
   return load_dataset(paths.data_dir(workdir), int(cfg.model.history), int(cfg.model.horizon),
                       int(cfg.data.window_start_margin), int(cfg.data.window_end_margin),
-                      float(cfg.data.eval_fraction), int(cfg.run.seed), front_pad=bool(cfg.data.front_pad))
+                      float(cfg.data.eval_fraction), int(cfg.run.seed), front_pad=bool(cfg.data.front_pad),
+                      loading=str(cfg.data.get("loading", "memory")))
 
 
 def from_episodes(episodes: Sequence[Mapping[str, np.ndarray]], H: int, T: int, stats: Mapping | None,

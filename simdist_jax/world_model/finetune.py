@@ -161,7 +161,7 @@ def finetune_variables(config: Any, variables: Mapping[str, Any], dataset: Any, 
   key_data, key_loss, key_eval = jax.random.split(key, 3)
   del key
   bs, num_steps = int(fcfg.batch_size), int(num_steps)
-  sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
+  sample_fn, arrays = train_lib.dataset_sampler(dataset)
   if mesh is not None:  # data parallel: everything but the batch replicated
     trainable, frozen, scaler, arrays, key_data, key_loss = mesh_lib.replicate(
       (trainable, frozen, scaler, arrays, key_data, key_loss), mesh)

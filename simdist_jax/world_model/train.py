@@ -5,8 +5,9 @@ checkpoints.
 `sample(key, batch_size) -> batch` ([B, L, ...] windows, see `losses.py`), `sample_eval(key, batch_size)`, `stats`
 (scaler stats dict) and `dims`, and optionally `sampler() -> (sample_fn, arrays)`, a pure, hashable
 `sample_fn(arrays, key, batch_size)` equal to `sample(key, batch_size)` (`WindowDataset`, `MixedDataset` and
-`SyntheticDataset` have one): then the batches are drawn inside the compiled scan; otherwise they are drawn on the
-host and passed in stacked as [K, B, ...].
+`SyntheticDataset` have one): then the batches are drawn inside the compiled scan; otherwise (a streaming dataset,
+`data.loading = "stream"`) they are drawn on the host and passed in stacked as [K, B, ...] (<= 256 MiB per chunk),
+the same batches for the same keys.
 
 Training runs in chunks of K steps, one `lax.scan` per jit call (`train_chunk`), with K the distance to the next
 log / eval / checkpoint boundary (K = `model.log_every` with the shipped presets), so the host syncs once per chunk.
@@ -25,7 +26,10 @@ Data parallel (`config.run.mesh` >= 2 devices, `simdist_jax.mesh`): the state, s
 replicated over the mesh at the call site, the batch [B, L, ...] is sharded along B (drawn inside the scan and
 pinned there by `train_chunk`'s static `mesh`; host-drawn [K, B, ...] stacks are placed sharded along axis 1), and
 the same jitted step runs on every device, GSPMD all-reducing the gradient. The global batch, keys and batches are
-those of one device, so the loss curve agrees to float rounding. Without a mesh (0 or 1) nothing changes.
+those of one device, so the loss curve agrees to float rounding. Without a mesh (0 or 1) nothing changes. Several
+processes (`simdist_jax.distributed`, `run.mesh = -1` over every process's devices): each process draws the same
+batches and places its own devices' rows; process 0 writes `config.json` and the metrics, all of them take part
+in the orbax checkpoints (a shared workdir).
 
 `SyntheticDataset` is a tiny linear system with known dynamics, rewards and values (tests and demos).
 """
@@ -46,7 +50,7 @@ import numpy as np
 import optax
 
 from simdist_jax import mesh as mesh_lib
-from simdist_jax.metrics import MetricsWriter, format_duration
+from simdist_jax.metrics import MetricsWriter, NullWriter, format_duration
 from simdist_jax.world_model import checkpoint as ckpt_lib
 from simdist_jax.world_model import losses as losses_lib
 from simdist_jax.world_model import model as model_lib
@@ -303,15 +307,32 @@ def eval_step(opts: StepOptions, params: Any, scaler: Any, batch: Any, key: jax.
 _PRESAMPLE_BYTES = 256 << 20
 
 
+def dataset_sampler(dataset: Any) -> tuple[Callable | None, Any]:
+  """`dataset.sampler()`, the pure in-scan sampler `(sample_fn, arrays)`, or `(None, None)` when the dataset has
+  none (no `sampler` method, or one that returns None: a streaming dataset, or a mix with one); then batches are
+  drawn on the host (`draw_batches`)."""
+  get = getattr(dataset, "sampler", None)
+  out = get() if get is not None else None
+  return out if out is not None else (None, None)
+
+
 def draw_batches(dataset: Any, key_data: jax.Array, start: int, num_steps: int, batch_size: int) -> tuple[Any, int]:
   """Host-drawn batches for steps start.. (key fold_in(key_data, step)), stacked to [K, B, ...]; K <= num_steps is
-  cut so that the stack stays under `_PRESAMPLE_BYTES`. Returns (stacked batches, K)."""
-  batches = []
-  for s in range(start, start + num_steps):
-    batches.append(dataset.sample(jax.random.fold_in(key_data, s), batch_size))
-    if len(batches) * sum(x.nbytes for x in jax.tree.leaves(batches[0])) >= _PRESAMPLE_BYTES:
-      break
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *batches), len(batches)
+  cut so that the stack stays under `_PRESAMPLE_BYTES`. Returns (stacked batches, K): numpy when the dataset's
+  batches are numpy (a streaming dataset: stacked on the host, moved to the device(s) once by the caller), else
+  device arrays."""
+  first = dataset.sample(jax.random.fold_in(key_data, start), batch_size)
+  size = sum(x.nbytes for x in jax.tree.leaves(first))
+  k = max(1, min(num_steps, -(-_PRESAMPLE_BYTES // max(size, 1))))  # the first K whose stack reaches the cap
+  if all(isinstance(x, np.ndarray) for x in jax.tree.leaves(first)):  # host batches: filled into one stack
+    out = jax.tree.map(lambda x: np.empty((k,) + x.shape, x.dtype), first)
+    for i in range(k):
+      batch = first if i == 0 else dataset.sample(jax.random.fold_in(key_data, start + i), batch_size)
+      jax.tree.map(lambda o, x, i=i: o.__setitem__(i, x), out, batch)
+    return out, k
+  batches = [first] + [dataset.sample(jax.random.fold_in(key_data, s), batch_size)
+                       for s in range(start + 1, start + k)]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *batches), k
 
 
 def next_boundary(step: int, end: int, *periods: int) -> int:
@@ -361,7 +382,9 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
   del root_key
 
   workdir = os.path.abspath(workdir)
-  ckpt_lib.save_config(workdir, config)
+  primary = jax.process_index() == 0  # a multi-host run: process 0 writes the config and the metrics
+  if primary:
+    ckpt_lib.save_config(workdir, config)
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(mcfg.keep_checkpoints))
 
   start = ckpt.latest_step()
@@ -379,7 +402,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     state = TrainState(params=variables["params"], opt_state=ts["opt_state"], step=jnp.asarray(start, jnp.int32))
     print(f"[world_model] resuming from step {start} in {ckpt.directory}", flush=True)
   scaler = variables["scaler"]
-  sample_fn, arrays = dataset.sampler() if hasattr(dataset, "sampler") else (None, None)
+  sample_fn, arrays = dataset_sampler(dataset)
   eval_fn = functools.partial(eval_step, opts)
   if mesh is not None:  # data parallel: everything but the batch replicated (identity at one device)
     state, scaler, arrays = mesh_lib.replicate((state, scaler, arrays), mesh)
@@ -387,7 +410,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     print(f"[world_model] data parallel over {mesh_lib.size(mesh)} devices ({mesh.devices[0].platform}): "
           f"{int(mcfg.batch_size) // mesh_lib.size(mesh)} windows per device per step", flush=True)
 
-  writer = MetricsWriter(workdir, tb_subdir="tb")
+  writer = MetricsWriter(workdir, tb_subdir="tb") if primary else NullWriter()
   num_steps, batch_size = int(mcfg.num_steps), int(mcfg.batch_size)
   log_every, eval_every, ckpt_every = int(mcfg.log_every), int(mcfg.eval_every), int(mcfg.checkpoint_every)
   step = int(state.step)
@@ -405,8 +428,8 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
     while step < num_steps:
       k = next_boundary(step, num_steps, log_every, eval_every, ckpt_every) - step
       if sample_fn is None:
-        data, k = draw_batches(dataset, key_data, step, k, batch_size)
-        data = mesh_lib.shard(data, mesh, axis=1)  # [K, B, ...] split along B
+        drawn, k = draw_batches(dataset, key_data, step, k, batch_size)  # this process's copy (the error path)
+        data = mesh_lib.shard(drawn, mesh, axis=1)  # [K, B, ...] split along B
       else:
         data = arrays
       state, metrics = train_chunk(opts, state, scaler, data, key_data, key_loss, num_steps=k,
@@ -417,7 +440,7 @@ def pretrain(config: Any, workdir: str, dataset: Any) -> TrainResult:
         bad_step = step + bad  # == int(state.step): the chunk kept the state before that step
         if bad_step > last_saved:
           save(state)
-        batch = (jax.tree.map(lambda x, bad=bad: x[bad], data) if sample_fn is None
+        batch = (jax.tree.map(lambda x, bad=bad: x[bad], drawn) if sample_fn is None
                  else dataset.sample(jax.random.fold_in(key_data, bad_step), batch_size))
         raise NonFiniteLossError(
           f"non-finite training loss {float(metrics['train/loss'][bad])} at step {bad_step} (terms: "

@@ -81,4 +81,9 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.window_end_margin = 5
   # Share of episodes held out for evaluation (split by episode, never by window).
   c.eval_fraction = 0.1
+  # How training reads the windows (simdist_jax/data/stream.py): "memory" loads every shard into host memory and
+  # onto the device and samples inside the compiled training scan; "stream" memory-maps the shards and gathers
+  # each batch on the host (host and device memory of a batch, not the dataset). Same batches for the same seed,
+  # so it is in no stage's fingerprint.
+  c.loading = "memory"
   return c

@@ -28,3 +28,12 @@ def add_stage_sections(c: ml_collections.ConfigDict, task: str, preset: str, dim
   # and divide model.batch_size, model.finetune.batch_size and data.num_envs. Results agree with one device to
   # float rounding (the same batches and keys), so it is in no stage's fingerprint.
   c.run.mesh = 0
+  # Multi-host runs (`simdist_jax.distributed`): host:port of process 0's coordination service ("" = from
+  # $JAX_COORDINATOR_ADDRESS, else none). Only read with num_processes >= 2.
+  c.run.coordinator = ""
+  # Processes of a multi-host run (0 = from $JAX_NUM_PROCESSES, else 1). With 1 nothing is initialized; with >= 2
+  # `jax.distributed.initialize` runs before anything else, run.mesh must be -1 and only `pretrain` runs.
+  c.run.num_processes = 0
+  # This process's index in [0, num_processes) (-1 = from $JAX_PROCESS_ID, else 0); process 0 writes the shared
+  # files. None of the three changes a result, so they are in no stage's fingerprint.
+  c.run.process_id = -1

@@ -116,15 +116,15 @@ def test_ablate_end_to_end(e2e_dir, tmp_path, capsys):
   root = tmp_path / "ablate"
   default = root / "seed_0" / ablate.DEFAULT
   default.mkdir(parents=True)
-  for d in ("expert", "data", "world_model"):  # the default row's upstream stages: the pipeline's (same fingerprints)
+  for d in ("expert", "data", "world_model", "refine"):  # the default row's upstream stages: the pipeline's
     os.symlink(e2e_dir / d, default / d)
   argv = ["ablate", "--config", CARTPOLE + ":small", "--seeds", "0", "--ablation", "no_terminal_value",
           "--ablation", "heads_mlp", "--root", str(root), *["--config." + o for o in E2E + ABLATE_ADAPT]]
   assert cli.main(argv) == 0
   out = capsys.readouterr().out
-  assert "no_terminal_value: shares expert, expert-eval, generate, data-report, pretrain with simdist" in out
+  assert "no_terminal_value: shares expert, expert-eval, generate, data-report, pretrain, refine with simdist" in out
   planner_row, heads_row = root / "seed_0" / "no_terminal_value", root / "seed_0" / "heads_mlp"
-  for d in ("expert", "data", "world_model"):
+  for d in ("expert", "data", "world_model", "refine"):  # refine: off, so it reads no planner key
     assert os.readlink(planner_row / d) == os.path.join("..", ablate.DEFAULT, d)
   assert (heads_row / "expert").is_symlink() and not (heads_row / "world_model").is_symlink()
   assert json.loads((heads_row / "world_model" / "config.json").read_text())["model"]["heads"] == "mlp"
@@ -135,9 +135,9 @@ def test_ablate_end_to_end(e2e_dir, tmp_path, capsys):
   table = json.loads((root / "ablations.json").read_text())
   assert [r["name"] for r in table["rows"]] == ["simdist", "no_terminal_value", "heads_mlp"] and not table["missing"]
   md = (root / "report.md").read_text()
-  assert "| no_terminal_value | `planner.terminal_discount=none` | expert, data, world_model | 1 |" in md
+  assert "| no_terminal_value | `planner.terminal_discount=none` | expert, data, world_model, refine | 1 |" in md
   assert "| heads_mlp | `model.heads=mlp` | expert, data | 1 |" in md and "inconclusive (< 2 seeds)" in md
-  assert set(json.loads((root / "times.json").read_text())) == {"adapt", "pretrain"}
+  assert {"adapt", "pretrain"} <= set(json.loads((root / "times.json").read_text())) <= {"adapt", "pretrain", "refine"}
   assert cli.main(argv) == 0  # resumed: everything complete
   out = capsys.readouterr().out
   assert "0 stage runs to do" in out and " running" not in out

@@ -38,6 +38,7 @@ from simdist_jax import paths
 from simdist_jax.adapt import evaluation
 from simdist_jax.adapt import loop
 from simdist_jax.adapt import recorder as rec
+from simdist_jax.adapt import refine
 from simdist_jax.envs.registry import make_real_env, make_task
 from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
@@ -130,13 +131,10 @@ def main() -> None:
     row: dict = {"round": j, "episodes": len(episodes)}
     if j > 0:
       planner.set_variables(variables)
-      r = rec.EpisodeRecorder(tmp / f"round_{j:02d}", dims)
       acfg = cfg.adapt
-      for i in range(args.episodes):
-        s = seed * 100_000 + 90_000 + 100 * j + i
-        explore = loop.ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
-                                        low=pcfg.action_low, high=pcfg.action_high, seed=s)
-        evaluation.run_episode(env, planner, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j}, explore=explore)
+      seeds = refine.collection_seeds(seed, j, args.episodes)
+      loop.collect_episodes(env, planner, seeds, tmp / f"round_{j:02d}", dims, acfg, pcfg,
+                            [{"seed": s, "round": j} for s in seeds], [None] * len(seeds), lambda *a: None)
       episodes.extend(rec.load_episodes(tmp / f"round_{j:02d}", dims)[0])
       steps = int(acfg.finetune_steps) * j
       variables, metrics, _ = loop.finetune_on_episodes(cfg, variables0, variables0, episodes, H, T, steps,

@@ -337,9 +337,9 @@ def record_diff(path: str | os.PathLike, cfg, sections: tuple[str, ...] | None =
 
 
 def lookup(tree, dotted: str):
-  """`tree["a"]["b"]` for `"a.b"` in a plain (JSON) config tree; None where a part is missing."""
+  """`tree["a"]["b"]` for `"a.b"` in a plain (JSON) config tree or a ConfigDict; None where a part is missing."""
   for part in dotted.split("."):
-    tree = tree.get(part) if isinstance(tree, dict) else None
+    tree = tree.get(part) if isinstance(tree, (dict, ml_collections.ConfigDict)) else None
   return tree
 
 

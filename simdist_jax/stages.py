@@ -53,17 +53,7 @@ class Fingerprint:
       return True
     if not self.when_active or not _under(key, self.when_active):
       return False
-    return cfg is None or self.active is None or bool(_value(cfg, self.active))
-
-
-def _value(cfg: Any, dotted: str) -> Any:
-  """`cfg["a"]["b"]` for `"a.b"` (a ConfigDict or a plain dict); None where a part is missing."""
-  for part in dotted.split("."):
-    try:
-      cfg = cfg[part]
-    except (KeyError, TypeError, AttributeError):
-      return None
-  return cfg
+    return cfg is None or self.active is None or bool(config_lib.lookup(cfg, self.active))
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:

@@ -134,26 +134,40 @@ def is_complete(cfg, workdir) -> bool:
   return json.loads(p.read_text()).get("complete", False)
 
 
+def collect_episodes(env, controller, seeds: list[int], directory: pathlib.Path, dims: dict, explore_cfg: Any,
+                     pcfg: mppi.PlannerConfig, metas: list[dict], conditions: list, progress) -> None:
+  """Records the episodes of `seeds` that have no good file in `directory` yet (the others stay as they are):
+  `controller` in `env` with exploration noise from `explore_cfg`'s `explore_sigma`, `explore_noisy_len`,
+  `explore_clean_len` (seeded by the episode seed), episode i with `metas[i]` and start `conditions[i]`.
+  `progress(i, outcome, eta_s)` after each recorded episode (the caller words its own progress line)."""
+  r = rec.EpisodeRecorder(directory, dims)
+  missing = set(rec.missing_seeds(directory, seeds, dims))
+  t0, done = time.perf_counter(), 0
+  for i, s in enumerate(seeds):
+    if s not in missing:
+      continue
+    explore = ExplorationNoise(float(explore_cfg.explore_sigma), explore_cfg.explore_noisy_len,
+                               explore_cfg.explore_clean_len, low=pcfg.action_low, high=pcfg.action_high, seed=s)
+    out = run_episode(env, controller, jax.random.PRNGKey(s), r, meta=metas[i], explore=explore,
+                      condition=conditions[i])
+    done += 1
+    progress(i, out, (time.perf_counter() - t0) / done * (len(missing) - done))
+
+
 def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
   """Deploys the current model for M episodes in the real world (with exploration noise) and records them;
   exactly the seeds without a good episode on disk are (re-)recorded."""
-  acfg, seed, pcfg = ctx["cfg"].adapt, ctx["seed"], ctx["pcfg"]
-  r = rec.EpisodeRecorder(rdir / "episodes", ctx["dims"])
+  acfg, seed = ctx["cfg"].adapt, ctx["seed"]
   round_seeds = [seed * 100_000 + j * 1000 + i for i in range(int(acfg.episodes_per_round))]
   conds = evaluation.episode_conditions(ctx["task"], ctx["eval_grid"], len(round_seeds))  # real starts: the grid
-  missing = set(rec.missing_seeds(rdir / "episodes", round_seeds, ctx["dims"]))
-  t0, done = time.perf_counter(), 0
-  for i, s in enumerate(round_seeds):
-    if s not in missing:
-      continue
-    explore = ExplorationNoise(float(acfg.explore_sigma), acfg.explore_noisy_len, acfg.explore_clean_len,
-                               low=pcfg.action_low, high=pcfg.action_high, seed=s)
-    out = run_episode(ctx["real_env"], ctx["controller"], jax.random.PRNGKey(s), r,
-                      meta=_episode_meta(s, conds[i], round=j), explore=explore, condition=conds[i])
-    done += 1
-    eta = (time.perf_counter() - t0) / done * (len(missing) - done)
+
+  def progress(i: int, out: dict, eta: float) -> None:
     ctx["log"](f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
                f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
+
+  collect_episodes(ctx["real_env"], ctx["controller"], round_seeds, rdir / "episodes", ctx["dims"], acfg,
+                   ctx["pcfg"], [_episode_meta(s, c, round=j) for s, c in zip(round_seeds, conds, strict=True)],
+                   conds, progress)
 
 
 def _episode_meta(seed: int, condition: Any, **extra) -> dict:

@@ -131,21 +131,13 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
     t0 = time.perf_counter()
     planner.set_variables(variables)
     seeds = collection_seeds(seed, j, per_round)
-    r = rec.EpisodeRecorder(jdir / "episodes", dims)
-    missing = set(rec.missing_seeds(jdir / "episodes", seeds, dims))
-    returns, done = [], 0
-    for i, s in enumerate(seeds):
-      if s not in missing:
-        continue
-      explore = loop.ExplorationNoise(float(rcfg.explore_sigma), rcfg.explore_noisy_len, rcfg.explore_clean_len,
-                                      low=pcfg.action_low, high=pcfg.action_high, seed=s)
-      out = evaluation.run_episode(env, planner, jax.random.PRNGKey(s), r, meta={"seed": s, "round": j},
-                                   explore=explore)
-      returns.append(out["return"])
-      done += 1
-      eta = (time.perf_counter() - t0) / done * (len(missing) - done)
+
+    def progress(i: int, out: dict, eta: float, j: int = j) -> None:
       log(f"round {j}/{n_rounds}: sim planner episode {i + 1}/{per_round} return {out['return']:.1f} "
           f"({out['noised_steps']}/{out['steps']} steps noised; ETA {eta:.0f}s)")
+
+    loop.collect_episodes(env, planner, seeds, jdir / "episodes", dims, rcfg, pcfg,
+                          [{"seed": s, "round": j} for s in seeds], [None] * len(seeds), progress)
     eps = rec.load_episodes(jdir / "episodes", dims)[0]
     episodes.extend(eps)
     steps = int(rcfg.finetune_steps) * j

@@ -171,7 +171,7 @@ def policy_only_config(cfg: mppi.PlannerConfig) -> mppi.PlannerConfig:
   """The policy head alone through the same code path: one iteration whose every candidate is pi's chunk."""
   return dataclasses.replace(cfg, warm_start="policy", init_std=0.0, min_std=0.0, prior_std=0.0, iterations=1,
                              num_samples=8, num_prior_samples=0, num_elites=1, prior_cost=0.0,
-                             prior_mean_candidate=False)
+                             prior_mean_candidate=False, advantage_gate=False)
 
 
 def model_controller(cfg: mppi.PlannerConfig, wm: Any, variables: Any, dims: dict, key: jax.Array,

@@ -9,7 +9,10 @@ One control step plans against a single example:
   * each round keeps the top-K elites (`lax.top_k`) and weights them by exp(beta (J - max J)) (CEM: uniformly;
     `weighting="spread"` divides J - max J by the elites' return std),
     where J = R - kappa * mean_k ||a_k - pi_k||^2 is the predicted return R less an optional quadratic cost on
-    the deviation from the policy head's chunk pi (`prior_cost` kappa; 0 = the paper: J = R).
+    the deviation from the policy head's chunk pi (`prior_cost` kappa; 0 = the paper: J = R);
+  * after the last round the emitted plan and pi itself are scored once more; their difference is the predicted
+    advantage of the plan (`planner/predicted_advantage`), and with `advantage_gate` pi is emitted instead unless
+    that advantage is >= `gate_margin`.
 
 Dimension letters: N candidates per iteration (Gaussian + prior), K elites, T model horizon (length of the
 model's action chunk), h planning horizon (`cfg.horizon` <= T), A action, C command, Z latent.
@@ -78,6 +81,12 @@ class PlannerConfig:
   # mean_k R_k - ensemble_penalty * std_k R_k (K head evaluations). No effect with K = 1.
   ensemble_score: str = "mean_latent"
   ensemble_penalty: float = 0.0
+  # Advantage gate (not in the paper): after the search, the emitted plan and the noise-free policy chunk pi[:h]
+  # are scored once more; the plan is applied only if its predicted advantage R(plan) - R(pi) is >= gate_margin,
+  # else pi is (the planner leaves its policy head only where the model claims a clear gain). The advantage is
+  # reported in `planner/predicted_advantage` whether or not the gate is on.
+  advantage_gate: bool = False
+  gate_margin: float = 0.0  # in units of the predicted return R; >= 0.
   action_low: Bound = -1.0  # lower action bound (scalar or per-dimension tuple).
   action_high: Bound = 1.0  # upper action bound (scalar or per-dimension tuple).
 
@@ -108,6 +117,7 @@ class PlannerConfig:
     need(self.weighting in WEIGHTINGS, "weighting", f"one of {WEIGHTINGS}")
     need(self.ensemble_score in ENSEMBLE_SCORES, "ensemble_score", f"one of {ENSEMBLE_SCORES}")
     need(self.ensemble_penalty >= 0.0, "ensemble_penalty", ">= 0")
+    need(0.0 <= self.gate_margin < float("inf"), "gate_margin", ">= 0 and finite")
     need(not self.prior_mean_candidate or self.num_prior_samples >= 1, "prior_mean_candidate",
          "False when there are no prior samples (prior_share * num_samples < 1)")
     low, high = (tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in (self.action_low, self.action_high))
@@ -173,6 +183,8 @@ class PlannerConfig:
         # added later: run records written before have neither (their meaning: the defaults)
         ensemble_score=str(section.get("ensemble_score", "mean_latent")),
         ensemble_penalty=float(section.get("ensemble_penalty", 0.0)),
+        advantage_gate=bool(section.get("advantage_gate", False)),
+        gate_margin=float(section.get("gate_margin", 0.0)),
         action_low=bound(section["action_low"]),
         action_high=bound(section["action_high"]),
     )
@@ -328,7 +340,8 @@ def optimize(cfg: PlannerConfig, score: Callable[[jax.Array], jax.Array], prior_
 
   Args:
     cfg: static planner config.
-    score: candidates [N, h, A] -> predicted returns [N] (traced; N = cfg.total_samples).
+    score: candidates [N, h, A] -> predicted returns [N] (traced; any N: the search calls it with
+      N = cfg.total_samples, the advantage gate with N = 2).
     prior_chunk: [h, A] the policy head's chunk pi (prior samples, `warm_start="policy"`, `prior_cost`).
     state: PlannerState from the previous step (or `init_state`).
 
@@ -389,10 +402,22 @@ def optimize(cfg: PlannerConfig, score: Callable[[jax.Array], jax.Array], prior_
   mean = jnp.clip(jnp.where(ok, mean, fallback), low, high)
   std = jnp.where(ok, std, std0)
 
+  # The plan against the noise-free policy chunk, scored once more: the predicted advantage, and the gate.
+  pi = jnp.clip(prior_chunk, low, high)
+  pair = score(jnp.stack([mean, pi]))
+  advantage = pair[0] - pair[1]
+  gate_open = jnp.isfinite(advantage) & (advantage >= cfg.gate_margin)
+  if cfg.advantage_gate:
+    mean = jnp.where(gate_open, mean, pi)
+
   info = {k: v[-1] for k, v in stats.items() if k != "planner/nonfinite_returns"}
   info["planner/nonfinite_returns"] = jnp.sum(stats["planner/nonfinite_returns"])
   info["planner/nonfinite_fallback"] = (~ok).astype(jnp.int32)
   info["planner/std_mean"] = jnp.mean(std)
+  info["planner/predicted_advantage"] = advantage
+  info["planner/plan_return"] = pair[0]
+  info["planner/policy_return"] = pair[1]
+  info["planner/gate_open"] = (gate_open if cfg.advantage_gate else jnp.bool_(True)).astype(jnp.int32)
   return mean, PlannerState(mean=mean, std=std, key=key_next), info
 
 

@@ -420,3 +420,32 @@ def test_ensemble_score_is_validated():
     dataclasses.replace(BASE, ensemble_score="median")
   with pytest.raises(ValueError, match="ensemble_penalty"):
     dataclasses.replace(BASE, ensemble_penalty=-1.0)
+
+
+def test_advantage_gate_applies_the_plan_only_for_a_clear_predicted_gain():
+  """Hand case: score(a) = -sum_k (a_k - 0.5)^2 over h = 4 steps, pi = 0, so R(pi) = -1 and the search ends near
+  a = 0.5 (R ~ 0): the predicted advantage is R(plan) - R(pi) ~ 1, reported with or without the gate. The gate
+  emits the plan for a margin below the advantage and pi itself (also as the warm-start mean) for one above it."""
+  score = lambda c: -jnp.sum(jnp.square(c - 0.5), axis=(1, 2))  # noqa: E731
+  base = mppi.PlannerConfig(num_samples=64, num_prior_samples=4, iterations=4, num_elites=8, horizon=4,
+                            init_std=0.5, prior_std=0.05, inverse_temperature=20.0, warm_start="policy")
+  pi = jnp.zeros((4, 1))
+  st = mppi.init_state(base, 1, jax.random.PRNGKey(3))
+  run = lambda cfg: jax.jit(functools.partial(mppi.optimize, cfg, score))(pi, st)  # noqa: E731
+  plan, _, info = run(base)
+  expect = float(-jnp.sum(jnp.square(plan - 0.5)) + 1.0)
+  assert 0.9 < expect <= 1.0
+  assert float(info["planner/predicted_advantage"]) == pytest.approx(expect, abs=1e-5)
+  assert float(info["planner/policy_return"]) == pytest.approx(-1.0)
+  assert int(info["planner/gate_open"]) == 1
+  low, _, info_low = run(dataclasses.replace(base, advantage_gate=True, gate_margin=0.5))
+  np.testing.assert_array_equal(np.asarray(low), np.asarray(plan))
+  assert int(info_low["planner/gate_open"]) == 1
+  high, st_high, info_high = run(dataclasses.replace(base, advantage_gate=True, gate_margin=1.5))
+  np.testing.assert_array_equal(np.asarray(high), np.asarray(pi))
+  np.testing.assert_array_equal(np.asarray(st_high.mean), np.asarray(pi))
+  assert int(info_high["planner/gate_open"]) == 0
+  assert float(info_high["planner/predicted_advantage"]) == pytest.approx(expect, abs=1e-5)
+  for bad in (-0.1, float("nan"), float("inf")):
+    with pytest.raises(ValueError, match="gate_margin"):
+      dataclasses.replace(base, gate_margin=bad)

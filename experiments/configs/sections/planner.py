@@ -50,6 +50,12 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.ensemble_score = "mean_latent"
   # c in mean_k R_k - c * std_k R_k of `ensemble_score = "mean_return"` (> 0 prefers candidates the members agree on).
   c.ensemble_penalty = 0.0
+  # Advantage gate (not in the paper): apply the plan only if its predicted return exceeds that of the noise-free
+  # policy-head chunk by >= gate_margin, else the head's chunk (the planner leaves its head only where the model
+  # claims a clear gain). The predicted advantage is logged either way (`planner/predicted_advantage`).
+  c.advantage_gate = False
+  # The gate's threshold, in units of the predicted return (>= 0).
+  c.gate_margin = 0.0
   # Gaussian samples per iteration (official `num_samples`).
   c.num_samples = 450 if style == "simdist" else 512
   # Policy-prior samples = int(num_samples * prior_share) (official `mixture_coef`; 450 * 0.05 -> 22).

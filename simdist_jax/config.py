@@ -240,9 +240,49 @@ def _plain(x):
   return x
 
 
+# Keys added to the config after run records existed, each with the value that reproduces what the code did before
+# the key existed. A record that lacks such a key ran with that value: `record_diff` does not count the key as a
+# difference while the current value is that one, and `from_json` fills it in, so an old record reads as the config
+# it ran with (and `--set` can override the key). Add an entry whenever a new key keeps the old behaviour at some
+# value; a key whose every value changes what ran (a new required setting) must not be listed.
+ADDED_KEYS: dict[str, Any] = {
+    "data.loading": "memory",
+    "model.dynamics_residual": False,
+    "model.dynamics_ensemble": 1,
+    "model.finetune.head_consistency": 0.0,
+    "planner.ensemble_score": "mean_latent",
+    "planner.ensemble_penalty": 0.0,
+    "planner.advantage_gate": False,
+    "planner.gate_margin": 0.0,
+    "refine.rounds": 0,
+    "run.compile_cache_dir": "",
+    "run.mesh": 0,
+    "run.coordinator": "",
+    "run.num_processes": 0,
+    "run.process_id": -1,
+}
+
+
+def with_added_keys(tree: dict) -> tuple[dict, list[str]]:
+  """A plain config tree with every `ADDED_KEYS` entry it lacks filled in (only under sections it has, so a task
+  without, e.g., a `refine` section gains none); returns (tree, the keys filled in, sorted)."""
+  tree = json.loads(json.dumps(tree))
+  filled = []
+  for key, value in sorted(ADDED_KEYS.items()):
+    *parents, leaf = key.split(".")
+    node = tree
+    for p in parents:
+      node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict) and leaf not in node:
+      node[leaf] = value
+      filled.append(key)
+  return tree, filled
+
+
 def from_json(text: str) -> ml_collections.FrozenConfigDict:
-  """A frozen config from JSON text written by `to_json`."""
-  return ml_collections.FrozenConfigDict(json.loads(text))
+  """A frozen config from JSON text written by `to_json`, with the `ADDED_KEYS` an older record lacks filled in at
+  the values it ran with."""
+  return ml_collections.FrozenConfigDict(with_added_keys(json.loads(text))[0])
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -333,7 +373,13 @@ def record_diff(path: str | os.PathLike, cfg, sections: tuple[str, ...] | None =
   if covers is None:
     covers = ((lambda k: any(k == s or k.startswith(s + ".") for s in sections)) if sections
               else (lambda k: True))
-  return [d for d in _diff(old, _plain(cfg)) if covers(d[0])]
+  return [d for d in _diff(old, _plain(cfg)) if covers(d[0]) and not _ran_as(d)]
+
+
+def _ran_as(diff: tuple[str, Any, Any]) -> bool:
+  """A key the record lacks because it predates it, at the value the record ran with (`ADDED_KEYS`)."""
+  key, recorded, current = diff
+  return recorded == ABSENT and key in ADDED_KEYS and _plain(current) == ADDED_KEYS[key]
 
 
 def lookup(tree, dotted: str):

@@ -120,6 +120,34 @@ def test_record_diff_names_absent_keys(tmp_path):
     config_lib.prepare_run_dir(tmp_path, cfg)
 
 
+@pytest.mark.parametrize("spec", [f"{CARTPOLE}:small", f"{CARTPOLE}:paper", f"{GO2}:small", f"{PEG}:small"])
+def test_added_keys_are_real_keys_of_every_task(spec):
+  """Every `ADDED_KEYS` entry is a key of every task's config (so filling an old record never invents one)."""
+  plain = json.loads(config_lib.to_json(config_lib.load_config(spec)))
+  assert config_lib.with_added_keys(plain)[1] == []
+  keys = {k for k, _ in config_lib.leaf_items(plain)}
+  assert set(config_lib.ADDED_KEYS) <= keys
+
+
+def test_a_record_from_before_a_key_existed_is_current_at_the_value_it_ran_with(tmp_path):
+  """An adapt record without `planner.advantage_gate` / `gate_margin` (added later) agrees with the config while they
+  are at the values it ran with (off, 0), and is stale once either changes; `from_json` reads the old record with
+  the keys filled in, so `apply_overrides` can set them."""
+  cfg = _cfg()
+  covers = lambda k: stages.covers("adapt", k, cfg)  # noqa: E731
+  config_lib.prepare_run_dir(tmp_path, cfg, covers=covers)
+  rec = json.loads((tmp_path / "config.json").read_text())
+  del rec["planner"]["advantage_gate"], rec["planner"]["gate_margin"], rec["model"]["dynamics_ensemble"]
+  (tmp_path / "config.json").write_text(json.dumps(rec))
+  assert config_lib.record_diff(tmp_path / "config.json", cfg, covers=covers) == []
+  gated = _cfg("planner.advantage_gate=True")
+  assert config_lib.record_diff(tmp_path / "config.json", gated, covers=lambda k: stages.covers("adapt", k, gated)) \
+      == [("planner.advantage_gate", config_lib.ABSENT, True)]
+  old = config_lib.from_json(json.dumps(rec))
+  assert old.planner.advantage_gate is False and old.planner.gate_margin == 0.0 and old.model.dynamics_ensemble == 1
+  assert config_lib.apply_overrides(old, ["planner.gate_margin=0.5"]).planner.gate_margin == 0.5
+
+
 # ---- run: stale stages, --restart-from ------------------------------------------------------------------------
 def test_dependency_change_stops_run_and_restart_recomputes_downstream(tmp_path, fake):
   wd = tmp_path / "wd"

@@ -104,6 +104,37 @@ def _discount(cfg: mppi.PlannerConfig, rewards: jax.Array, value_h: jax.Array | 
   return mppi.discounted_return(cfg, rewards.astype(jnp.float32), values)
 
 
+def true_score_fn(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str, variables: Any, ctx: Any,
+                  commands: jax.Array, prior_chunk: jax.Array, start: State,
+                  critic_apply: Callable[[Any, jax.Array], jax.Array] | None = None, critic_params: Any = None,
+                  priv_params: Mapping[str, jax.Array] | None = None, priv_reference: Domain | None = None
+                  ) -> Callable[[jax.Array], jax.Array]:
+  """Candidates [N, h, A] -> returns [N], each candidate rolled out in the TRUE simulator from `start` (padded
+  with the policy chunk's tail to T steps) and scored by `scorer` (module docstring: heads, critic/ve, true).
+  `priv_params` / `priv_reference`: what the critic's privileged input holds (see `rollout`)."""
+  if scorer not in SCORERS:
+    raise ValueError(f"scorer {scorer!r} not in {SCORERS}")
+  if scorer in ("ve", "critic") and critic_apply is None:
+    raise ValueError(f"scorer {scorer!r} needs critic_apply")
+  p_dim, e_dim = int(env.task.dims["proprio"]), int(env.task.dims["extero"])
+  h = cfg.horizon
+  tail = prior_chunk[h:]
+
+  def score_one(actions):  # [h, A] -> scalar
+    full = jnp.concatenate([actions, tail], axis=0)
+    roll = rollout(env, start, full, priv_params, priv_reference)
+    if scorer == "heads":
+      p_fut, e_fut = roll.obs[:, :p_dim], roll.obs[:, p_dim:p_dim + e_dim]
+      z_true = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)  # [T, Z]
+      r_hat, v_hat = wm.predict_returns(variables, ctx, z_true, full, commands)
+      return mppi.discounted_return(cfg, r_hat, v_hat)
+    if scorer == "true":
+      return _discount(cfg, roll.rewards, None)
+    return _discount(cfg, roll.rewards, critic_apply(critic_params, roll.priv[h - 1]))
+
+  return jax.vmap(score_one)
+
+
 def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,
                     critic_apply: Callable[[Any, jax.Array], jax.Array] | None = None,
                     critic_domain: Domain | None = None, jit: bool = True) -> Callable[..., Any]:
@@ -117,8 +148,6 @@ def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,
     raise ValueError(f"scorer {scorer!r} not in {SCORERS}")
   if scorer in ("ve", "critic") and critic_apply is None:
     raise ValueError(f"scorer {scorer!r} needs critic_apply")
-  task = env.task
-  p_dim, e_dim = int(task.dims["proprio"]), int(task.dims["extero"])
   h = cfg.horizon
   if scorer == "ve":
     priv_params, priv_ref = env.sim_domain.nominal(), env.sim_domain
@@ -134,21 +163,9 @@ def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,
     ctx = wm.context(variables, proprio_hist, action_hist, proprio_t, extero_t)
     prior_chunk = wm.policy_chunk(variables, ctx, commands)  # [T, A]
     start = snapshot_state(env, sim["params"], sim["qpos"], sim["qvel"], sim["task_info"], sim["rng"])
-    tail = prior_chunk[h:]
-
-    def score_one(actions):  # [h, A] -> scalar
-      full = jnp.concatenate([actions, tail], axis=0)
-      roll = rollout(env, start, full, priv_params, priv_ref)
-      if scorer == "heads":
-        p_fut, e_fut = roll.obs[:, :p_dim], roll.obs[:, p_dim:p_dim + e_dim]
-        z_true = jax.vmap(lambda p, e: wm.encode(variables, p, e))(p_fut, e_fut)  # [T, Z]
-        r_hat, v_hat = wm.predict_returns(variables, ctx, z_true, full, commands)
-        return mppi.discounted_return(cfg, r_hat, v_hat)
-      if scorer == "true":
-        return _discount(cfg, roll.rewards, None)
-      return _discount(cfg, roll.rewards, critic_apply(critic_params, roll.priv[h - 1]))
-
-    chunk, planner_state, info = mppi.optimize(cfg, jax.vmap(score_one), prior_chunk[:h], state.planner)
+    score = true_score_fn(cfg, wm, env, scorer, variables, ctx, commands, prior_chunk, start, critic_apply,
+                          critic_params, priv_params, priv_ref)
+    chunk, planner_state, info = mppi.optimize(cfg, score, prior_chunk[:h], state.planner)
     action = chunk[0]
     new_state = ctrl_lib.ControllerState(
         proprio_hist=jnp.concatenate([proprio_hist[1:], proprio_t[None]], axis=0),

@@ -440,8 +440,19 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
   _check_context(ctx, commands)
   prior_chunk = model.policy_chunk(variables, ctx, commands)
   _check_inputs(cfg, state, commands, prior_chunk)
+  score = model_score_fn(cfg, model, variables, ctx, commands, prior_chunk)
+  # ctx, variables and commands are closed over inside the traced step: computed once, broadcast to candidates.
+  return optimize(cfg, score, prior_chunk[:cfg.horizon], state)
+
+
+def model_score_fn(cfg: PlannerConfig, model: Any, variables: Any, ctx: Any, commands: jax.Array,
+                   prior_chunk: jax.Array) -> Callable[[jax.Array], jax.Array]:
+  """The world model's scorer of one control step: candidates [N, h, A] -> predicted returns R [N].
+
+  Candidates are planned over h steps; if h < T the model sees them padded with the policy prior's tail
+  (`prior_chunk` [T, A]), and only r_0..r_{h-1} and V_h count (`discounted_return`).
+  """
   h = cfg.horizon
-  # Candidates are planned over h steps; if h < T the model sees them padded with the policy prior's tail.
   tail = prior_chunk[h:]
 
   members = int(getattr(getattr(model, "spec", None), "dynamics_ensemble", 1))
@@ -458,8 +469,7 @@ def plan(cfg: PlannerConfig, model: Any, variables: Any, state: PlannerState, ct
     rewards, values = model.predict_returns(variables, ctx, z_hat, full, commands)
     return discounted_return(cfg, rewards, values)
 
-  # ctx, variables and commands are closed over inside the traced step: computed once, broadcast to candidates.
-  return optimize(cfg, jax.vmap(candidate_return), prior_chunk[:h], state)
+  return jax.vmap(candidate_return)
 
 
 def make_plan_fn(cfg: PlannerConfig, model: Any, jit: bool = True) -> Callable[..., Any]:

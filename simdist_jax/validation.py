@@ -369,6 +369,13 @@ def _refine(c: _Checks) -> None:
   for key in ("explore_noisy_len", "explore_clean_len"):
     c.need(f"refine.{key}", INT_INTERVAL)
   c.need("refine.eval_episodes", COUNT)
+  c.need("refine.branch_points", COUNT)
+  c.need("refine.branches_per_point", SIZE)
+  c.need("refine.branch_sigma", NON_NEGATIVE)
+  points, per = c.get("refine.branch_points"), c.get("refine.branches_per_point")
+  if _is_int(points) and _is_int(per) and points * per > 1000:
+    c.errors.append(f"refine.branch_points={points} x refine.branches_per_point={per}: must be <= 1000 branch "
+                    "episodes per collection episode (their ids)")
 
 
 def _adapt(c: _Checks) -> None:

@@ -148,6 +148,8 @@ def collect_episodes(env, controller, seeds: list[int], directory: pathlib.Path,
       continue
     explore = ExplorationNoise(float(explore_cfg.explore_sigma), explore_cfg.explore_noisy_len,
                                explore_cfg.explore_clean_len, low=pcfg.action_low, high=pcfg.action_high, seed=s)
+    if hasattr(controller, "start"):  # e.g. adapt.branches.BranchingController: names its records by the seed
+      controller.start(s)
     out = run_episode(env, controller, jax.random.PRNGKey(s), r, meta=metas[i], explore=explore,
                       condition=conditions[i])
     done += 1

@@ -11,6 +11,8 @@ search exploits those errors: with the TRUE sim dynamics the frozen heads and th
                 exploration noise), then finetune the PRETRAINED model's dynamics (only: heads, encoder, policy
                 head and scaler frozen, `model.finetune.train` as in Eq. 3) on all sim planner episodes so far,
                 j x `refine.finetune_steps` steps, a `refine.sim_mix` share of every batch from the sim dataset.
+                With `refine.branch_points` > 0 the collection also records counterfactual branches (perturbed
+                plans rolled out from saved twin states, `simdist_jax.adapt.branches`) and finetunes on them too.
 
 A DAgger-style loop for the world model (the data follow the current planner); not in the paper (its planner is
 deployed on the pretrained model), so every preset but `full` keeps `refine.rounds = 0`, which makes this stage a
@@ -38,6 +40,7 @@ import numpy as np
 
 from simdist_jax import config as config_lib
 from simdist_jax import paths
+from simdist_jax.adapt import branches
 from simdist_jax.adapt import evaluation
 from simdist_jax.adapt import loop
 from simdist_jax.adapt import recorder as rec
@@ -70,6 +73,17 @@ def is_complete(cfg: Any, workdir: Any) -> bool:
 
 def _round_dir(rdir: pathlib.Path, j: int) -> pathlib.Path:
   return rdir / "rounds" / f"round_{j:02d}"
+
+
+def _branch_episodes(jdir: pathlib.Path, seeds: list[int], points: int, per_point: int, dims: dict) -> list[dict]:
+  """Round j's branch episodes, one copy of each (a trunk episode re-recorded after a crash re-records its
+  branches: `missing_seeds` quarantines the second copies)."""
+  bdir = jdir / "branches"
+  if not bdir.exists():
+    return []
+  ids = [branches.branch_seed(s, p, per_point, b) for s in seeds for p in range(points) for b in range(per_point)]
+  rec.missing_seeds(bdir, ids, dims)
+  return rec.load_episodes(bdir, dims)[0]
 
 
 def _evaluate(env, runs: list[tuple[str, Any, Any]], seeds: list[int], log) -> dict:
@@ -125,6 +139,9 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
     if done_file.exists():
       rounds.append(json.loads(done_file.read_text()))
       episodes.extend(rec.load_episodes(jdir / "episodes", dims)[0])
+      if int(rcfg.branch_points):
+        episodes.extend(_branch_episodes(jdir, collection_seeds(seed, j, per_round), int(rcfg.branch_points),
+                                         int(rcfg.branches_per_point), dims))
       variables, _, _ = ckpt_lib.load(str(jdir / "model"))
       log(f"round {j}: complete, skipped")
       continue
@@ -136,10 +153,18 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
       log(f"round {j}/{n_rounds}: sim planner episode {i + 1}/{per_round} return {out['return']:.1f} "
           f"({out['noised_steps']}/{out['steps']} steps noised; ETA {eta:.0f}s)")
 
-    loop.collect_episodes(env, planner, seeds, jdir / "episodes", dims, rcfg, pcfg,
+    collector = planner
+    n_points = int(rcfg.branch_points)
+    if n_points:
+      collector = branches.BranchingController(
+          planner, env, jdir / "branches", H, T, n_points, int(rcfg.branches_per_point), float(rcfg.branch_sigma),
+          pcfg.action_low, pcfg.action_high, int(cfg.env.episode_length))
+    loop.collect_episodes(env, collector, seeds, jdir / "episodes", dims, rcfg, pcfg,
                           [{"seed": s, "round": j} for s in seeds], [None] * len(seeds), progress)
     eps = rec.load_episodes(jdir / "episodes", dims)[0]
     episodes.extend(eps)
+    if n_points:
+      episodes.extend(_branch_episodes(jdir, seeds, n_points, int(rcfg.branches_per_point), dims))
     steps = int(rcfg.finetune_steps) * j
     log(f"round {j}/{n_rounds}: finetuning the pretrained dynamics for {steps} steps on {len(episodes)} sim planner "
         f"episodes (sim_mix {float(rcfg.sim_mix):g})")
@@ -151,6 +176,7 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
                                f"but its episodes ({jdir / 'episodes'})")
     loop.save_round_model(jdir / "model", variables, cfg.model, dims, step=j)
     row = {"round": j, "episodes": len(episodes), "finetune_steps": steps,
+           "branch_episodes": sum(1 for ep in episodes if "branch" in ep["meta"]),
            "collect/returns": [float(ep["meta"].get("outcome/return", float("nan"))) for ep in eps],
            "finetune": {k: float(v) for k, v in metrics.items()},
            "frozen_unchanged": bool(loop.frozen_unchanged(variables0, variables, str(cfg.model.finetune.train))),

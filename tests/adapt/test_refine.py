@@ -118,3 +118,25 @@ def test_rerun_resumes_without_recollecting(refined, capsys):
   other = config_lib.load_config(CARTPOLE + ":small", TINY + REFINE + ["planner.num_samples=8"])
   with pytest.raises(config_lib.ConfigError, match=r"planner\.num_samples: 16 -> 8"):
     stages.run_one("refine", other, wd)  # while it runs, the planner is part of what it made
+
+
+@pytest.mark.slow
+def test_branches_are_recorded_per_round_and_trained_on(tmp_path):
+  """With `refine.branch_points` the collection also records points x per_point branch episodes per trunk episode
+  (ids trunk seed * 1000 + i), each the trunk's last H steps and T + 1 branch steps, and round j trains on them
+  too; a rerun of an interrupted round keeps one copy of each."""
+  cfg = config_lib.load_config(CARTPOLE + ":small", TINY + REFINE + ["refine.rounds=1", "refine.eval_episodes=0",
+                                                                      "refine.branch_points=2"])
+  _pretrained(cfg, tmp_path)
+  summary = stages.run_one("refine", cfg, tmp_path)
+  (row,) = summary["rounds"]
+  assert row["branch_episodes"] == 2 * 2 * 2 and row["episodes"] == 2 + 8
+  bdir = paths.refine_dir(tmp_path) / "rounds" / "round_01" / "branches"
+  eps = rec.load_episodes(bdir, make_task(cfg).dims)[0]
+  seeds = refine.collection_seeds(0, 1, 2)
+  assert sorted(ep["meta"]["seed"] for ep in eps) == sorted(s * 1000 + i for s in seeds for i in range(4))
+  H, T = int(cfg.model.history), int(cfg.model.horizon)
+  assert all(len(ep["action"]) == min(H, int(ep["meta"]["branch_step"])) + T + 1 for ep in eps)
+  (paths.refine_dir(tmp_path) / "rounds" / "round_01" / "round.json").unlink()
+  again = refine.run_stage(cfg, tmp_path)
+  assert again["rounds"][0]["branch_episodes"] == 8

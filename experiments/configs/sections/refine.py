@@ -25,6 +25,13 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.explore_sigma = 1.0
   c.explore_noisy_len = (5, 20)
   c.explore_clean_len = (5, 40)
+  # Counterfactual branches (simdist_jax/adapt/branches.py): at `branch_points` steps of every collection episode the
+  # twin's state is saved and `branches_per_point` open-loop rollouts of the emitted plan + N(0, branch_sigma^2)
+  # (T + 1 steps) are recorded as short episodes after the trunk's last H steps, then the state is restored; the
+  # finetuning uses them next to the trunk episodes. 0 = no branches (the refinement of docs/results.md).
+  c.branch_points = 0
+  c.branches_per_point = 2
+  c.branch_sigma = 0.3
   # Sim episodes (fixed seeds, new domains) on which the policy head, the pretrained planner and the refined planner
   # are evaluated after the last round, with paired CIs (refine_results.json); 0 skips the evaluation.
   c.eval_episodes = 20

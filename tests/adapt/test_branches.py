@@ -44,18 +44,23 @@ def _episode(env, ctrl, directory, seed=7):
   return out, rec.load_episodes(directory, ctrl.dims)[0][0]
 
 
+def _with_and_without(setup, tmp_path, points, sigma):
+  """The same episode without and with branching (2 branches per point): (plain, branched, wrapper, dims, length)."""
+  env, dims, length = setup
+  plain = _episode(env, _Schedule(dims), tmp_path / "plain")
+  wrap = branches.BranchingController(_Schedule(dims), env, tmp_path / "br", H, T, points=points, per_point=2,
+                                      sigma=sigma, low=-1.0, high=1.0, episode_length=length)
+  return plain, _episode(env, wrap, tmp_path / "trunk"), wrap, dims, length
+
+
 @pytest.fixture(scope="module")
 def setup(cartpole_cfg):
   return make_real_env(cartpole_cfg, "sim"), make_task(cartpole_cfg).dims, int(cartpole_cfg.env.episode_length)
 
 
 def test_noise_free_branch_is_the_trunks_future_and_the_trunk_is_untouched(setup, tmp_path):
-  env, dims, length = setup
-  plain, trunk = _episode(env, _Schedule(dims), tmp_path / "plain")
   # Past the plan's h steps a branch repeats its last step, so with sigma 0 it equals the trunk for h steps.
-  wrap = branches.BranchingController(_Schedule(dims), env, tmp_path / "br", H, T, points=3, per_point=2, sigma=0.0,
-                                      low=-1.0, high=1.0, episode_length=length)
-  out, trunk_b = _episode(env, wrap, tmp_path / "trunk")
+  (plain, trunk), (out, trunk_b), wrap, dims, length = _with_and_without(setup, tmp_path, points=3, sigma=0.0)
   assert out["return"] == plain["return"] and out["steps"] == plain["steps"]
   for k in ("proprio", "action"):
     np.testing.assert_array_equal(trunk_b[k], trunk[k])  # branching restored the twin exactly every time
@@ -76,11 +81,8 @@ def test_noise_free_branch_is_the_trunks_future_and_the_trunk_is_untouched(setup
 
 
 def test_noisy_branches_differ_from_the_trunk_after_the_branch_point(setup, tmp_path):
-  env, dims, length = setup
-  _, trunk = _episode(env, _Schedule(dims), tmp_path / "plain")
-  wrap = branches.BranchingController(_Schedule(dims), env, tmp_path / "br", H, T, points=2, per_point=2, sigma=0.5,
-                                      low=-1.0, high=1.0, episode_length=length)
-  _, trunk_b = _episode(env, wrap, tmp_path / "trunk")
+  (_, trunk), (_, trunk_b), _, dims, length = _with_and_without(setup, tmp_path, points=2, sigma=0.5)
+  env = setup[0]
   np.testing.assert_array_equal(trunk_b["proprio"], trunk["proprio"])
   eps = rec.load_episodes(tmp_path / "br", dims)[0]
   for ep in eps:

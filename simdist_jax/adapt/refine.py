@@ -77,9 +77,9 @@ def _round_dir(rdir: pathlib.Path, j: int) -> pathlib.Path:
 
 def _branch_episodes(jdir: pathlib.Path, seeds: list[int], points: int, per_point: int, dims: dict) -> list[dict]:
   """Round j's branch episodes, one copy of each (a trunk episode re-recorded after a crash re-records its
-  branches: `missing_seeds` quarantines the second copies)."""
+  branches: `missing_seeds` quarantines the second copies); none without branches."""
   bdir = jdir / "branches"
-  if not bdir.exists():
+  if not points or not bdir.exists():
     return []
   ids = [branches.branch_seed(s, p, per_point, b) for s in seeds for p in range(points) for b in range(per_point)]
   rec.missing_seeds(bdir, ids, dims)
@@ -133,15 +133,14 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
   variables, sim_windows = variables0, None
   t_stage = time.perf_counter()
   per_round = int(rcfg.episodes_per_round)
+  n_points, per_point = int(rcfg.branch_points), int(rcfg.branches_per_point)
   for j in range(1, n_rounds + 1):
     jdir = _round_dir(rdir, j)
     done_file = jdir / "round.json"
     if done_file.exists():
       rounds.append(json.loads(done_file.read_text()))
       episodes.extend(rec.load_episodes(jdir / "episodes", dims)[0])
-      if int(rcfg.branch_points):
-        episodes.extend(_branch_episodes(jdir, collection_seeds(seed, j, per_round), int(rcfg.branch_points),
-                                         int(rcfg.branches_per_point), dims))
+      episodes.extend(_branch_episodes(jdir, collection_seeds(seed, j, per_round), n_points, per_point, dims))
       variables, _, _ = ckpt_lib.load(str(jdir / "model"))
       log(f"round {j}: complete, skipped")
       continue
@@ -154,17 +153,15 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
           f"({out['noised_steps']}/{out['steps']} steps noised; ETA {eta:.0f}s)")
 
     collector = planner
-    n_points = int(rcfg.branch_points)
     if n_points:
       collector = branches.BranchingController(
-          planner, env, jdir / "branches", H, T, n_points, int(rcfg.branches_per_point), float(rcfg.branch_sigma),
+          planner, env, jdir / "branches", H, T, n_points, per_point, float(rcfg.branch_sigma),
           pcfg.action_low, pcfg.action_high, int(cfg.env.episode_length))
     loop.collect_episodes(env, collector, seeds, jdir / "episodes", dims, rcfg, pcfg,
                           [{"seed": s, "round": j} for s in seeds], [None] * len(seeds), progress)
     eps = rec.load_episodes(jdir / "episodes", dims)[0]
     episodes.extend(eps)
-    if n_points:
-      episodes.extend(_branch_episodes(jdir, seeds, n_points, int(rcfg.branches_per_point), dims))
+    episodes.extend(_branch_episodes(jdir, seeds, n_points, per_point, dims))
     steps = int(rcfg.finetune_steps) * j
     log(f"round {j}/{n_rounds}: finetuning the pretrained dynamics for {steps} steps on {len(episodes)} sim planner "
         f"episodes (sim_mix {float(rcfg.sim_mix):g})")

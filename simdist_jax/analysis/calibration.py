@@ -82,10 +82,10 @@ class Probe:
     """Plans, probes on every `every`-th step (a row of scores in `self.rows`), returns the driving action."""
     extero_t = np.zeros((int(self.planner.dims.get("extero", 0)),), np.float32) if extero_t is None else extero_t
     before = self.planner.state
-    snap = self.env.get_state()
     a_plan = self.planner(proprio_t, extero_t, command)
     a_head = self.head(proprio_t, extero_t, command)
-    if self.t % self.every == 0:
+    if self.t % self.every == 0:  # planning does not step the twin: its state is still this step's
+      snap = self.env.get_state()
       sim = {k: snap[k] for k in ("params", "qpos", "qvel", "task_info", "rng")}
       s = self.pair_fn(self.planner.variables, self.critic_params, before, jnp.asarray(proprio_t, jnp.float32),
                        jnp.asarray(extero_t, jnp.float32), self.planner.commands(command), sim,

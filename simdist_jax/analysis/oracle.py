@@ -104,6 +104,14 @@ def _discount(cfg: mppi.PlannerConfig, rewards: jax.Array, value_h: jax.Array | 
   return mppi.discounted_return(cfg, rewards.astype(jnp.float32), values)
 
 
+def _check_scorer(scorer: str, critic_apply: Any) -> None:
+  """ValueError for an unknown scorer, or a critic scorer without its critic."""
+  if scorer not in SCORERS:
+    raise ValueError(f"scorer {scorer!r} not in {SCORERS}")
+  if scorer in ("ve", "critic") and critic_apply is None:
+    raise ValueError(f"scorer {scorer!r} needs critic_apply")
+
+
 def true_score_fn(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str, variables: Any, ctx: Any,
                   commands: jax.Array, prior_chunk: jax.Array, start: State,
                   critic_apply: Callable[[Any, jax.Array], jax.Array] | None = None, critic_params: Any = None,
@@ -112,10 +120,7 @@ def true_score_fn(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str, va
   """Candidates [N, h, A] -> returns [N], each candidate rolled out in the TRUE simulator from `start` (padded
   with the policy chunk's tail to T steps) and scored by `scorer` (module docstring: heads, critic/ve, true).
   `priv_params` / `priv_reference`: what the critic's privileged input holds (see `rollout`)."""
-  if scorer not in SCORERS:
-    raise ValueError(f"scorer {scorer!r} not in {SCORERS}")
-  if scorer in ("ve", "critic") and critic_apply is None:
-    raise ValueError(f"scorer {scorer!r} needs critic_apply")
+  _check_scorer(scorer, critic_apply)
   p_dim, e_dim = int(env.task.dims["proprio"]), int(env.task.dims["extero"])
   h = cfg.horizon
   tail = prior_chunk[h:]
@@ -144,10 +149,7 @@ def make_oracle_act(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv, scorer: str,
   The history and context are the deployed controller's (`controller.history_inputs`), the search is
   `mppi.optimize` with the policy head's chunk as prior; only the scorer differs (module docstring).
   """
-  if scorer not in SCORERS:
-    raise ValueError(f"scorer {scorer!r} not in {SCORERS}")
-  if scorer in ("ve", "critic") and critic_apply is None:
-    raise ValueError(f"scorer {scorer!r} needs critic_apply")
+  _check_scorer(scorer, critic_apply)
   h = cfg.horizon
   if scorer == "ve":
     priv_params, priv_ref = env.sim_domain.nominal(), env.sim_domain

@@ -17,6 +17,7 @@
 #                   sampler windows/s [generation >= 200k transitions/s]
 #    planner_small  planner_latency.py, Go2 small model, 80 candidates x 2 iterations x T = 10 (the small preset)
 #    env            env_throughput.py, CartPole MJX at 4096 envs
+#    pretrain_bf16  as pretrain, K steps per jit call only, model.compute_dtype = bfloat16 (mixed precision)
 #    Steps run in that order, each under `timeout`; the whole suite stops starting steps once --budget-s (default
 #    480 s = 8 min, dry run 150 s) would be exceeded: a step that did not fit is recorded as "skipped".
 # 4. OUT (default gpu_suite_<UTC time>.json): device (platform, kind, count, jax/jaxlib versions), per step its
@@ -124,6 +125,8 @@ if [ $DRY = 1 ]; then
     --reps 3 --no-naive --fast-init --json "$WORK/planner_paper.json"
   step pretrain 60 "$PY" $B/train_throughput.py --task cartpole --preset tiny --batch 8 --k 2 --steps 4 \
     --repeats 1 --modes after --fast-init --json "$WORK/pretrain.json"
+  step pretrain_bf16 60 "$PY" $B/train_throughput.py --task cartpole --preset tiny --batch 8 --k 2 --steps 4 \
+    --repeats 1 --modes after --fast-init --compute-dtype bfloat16 --json "$WORK/pretrain_bf16.json"
   step data 60 "$PY" $B/data_throughput.py --env toy --num_envs 16 --shard_steps 40 --shards 2 --batch 8 --H 4 \
     --T 4 --json "$WORK/data.json"
 else
@@ -138,6 +141,8 @@ else
   step planner_small 60 "$PY" $B/planner_latency.py --preset small --samples 80 --iterations 2 --horizons 10 \
     --reps 200 --no-naive --json "$WORK/planner_small.json"
   step env 90 "$PY" $B/env_throughput.py --batches 256,4096 --steps 200 --no-c --json "$WORK/env.json"
+  step pretrain_bf16 90 "$PY" $B/train_throughput.py --task go2 --preset paper --batch 512 --k 100 --steps 500 \
+    --repeats 1 --modes after --compute-dtype bfloat16 --json "$WORK/pretrain_bf16.json"
 fi
 
 # 4. one JSON
@@ -172,7 +177,7 @@ for name in ("planner_paper", "planner_small"):
       for k, v in (row.get(variant) or {}).items():
         put(f"{tag}_{variant}_{k}", v)
     put(f"{tag}_naive_over_ours_p50", row.get("ratio_p50"))
-for name in ("pretrain", "data"):
+for name in ("pretrain", "pretrain_bf16", "data"):
   for k, v in (raw.get(name) or {}).items():
     put(f"{name}_{k}", v)
 for b, r in ((raw.get("env") or {}).get("mjx") or {}).items():

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/train_throughput.py [--task cartpole|go2] [--preset small|paper|tiny] [--batch B]
                                             [--k K] [--steps N] [--repeats R] [--modes before,after]
-                                            [--fast-init] [--json FILE]
+                                            [--compute-dtype float32|bfloat16] [--fast-init] [--json FILE]
 
 "before" is the old loop: the host draws a batch (`dataset.sample`, one jit call), runs one jitted step
 (`train.train_step`) and reads the loss back (a host sync per step). "after" is what `pretrain` does now: one
@@ -10,6 +10,8 @@ Usage: python benchmarks/train_throughput.py [--task cartpole|go2] [--preset sma
 metrics back once. Both train the task's model at `--preset` on the same random windows (task dims, `from_episodes`
 windows, so the gather is the real one) from the same initial state; compile time is excluded and reported apart.
 Each mode is timed `--repeats` times, alternating, and the best run is reported (robust to a shared machine).
+`--compute-dtype bfloat16` times the mixed-precision model (`model.compute_dtype`, float32 master weights); run it
+beside a float32 run of the same sizes to compare (benchmarks/gpu_suite.sh does).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=200, help="timed steps per run (rounded up to a multiple of K)")
   ap.add_argument("--repeats", type=int, default=2)
   ap.add_argument("--modes", default="before,after", help="comma-separated subset of before,after")
+  ap.add_argument("--compute-dtype", default="float32", choices=sorted(model_lib.COMPUTE_DTYPES),
+                  help="model.compute_dtype of the timed model (default float32)")
   ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
   ap.add_argument("--fast-init", action="store_true",
                   help="random weights drawn with numpy instead of the compiled initializer (dry runs)")
@@ -65,6 +69,7 @@ def main() -> None:
     ap.error("--modes needs before and/or after")
   dims = DIMS[args.task]
   mcfg = model_section.get(args.task, args.preset, dims)
+  mcfg.compute_dtype = args.compute_dtype
   B = args.batch or int(mcfg.batch_size)
   K = args.k or int(mcfg.log_every)
   n_chunks = max(1, -(-args.steps // K))
@@ -112,12 +117,12 @@ def main() -> None:
 
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); task {args.task}, preset {args.preset}, "
         f"params {model_lib.param_counts(v['params'])['total']:,}, batch {B}, K {K}, {N} timed steps, best of "
-        f"{args.repeats}")
+        f"{args.repeats}, compute {args.compute_dtype}")
   print(f"{'mode':<34}{'compile+1st s':>14}{'ms/step':>10}{'windows/s':>12}")
   labels = {"before": "before: 1 step per jit call", "after": f"after: {K} steps per jit call"}
   res = {"device": jax.devices()[0].device_kind, "task": args.task, "preset": args.preset,
          "params": int(model_lib.param_counts(v["params"])["total"]), "batch": B, "k": K, "timed_steps": N,
-         "H": int(mcfg.history), "T": int(mcfg.horizon)}
+         "H": int(mcfg.history), "T": int(mcfg.horizon), "compute_dtype": args.compute_dtype}
   for m in modes:
     dt = best[m] / N
     print(f"{labels[m]:<34}{compile_s[m]:>14.1f}{dt * 1e3:>10.2f}{B / dt:>12.0f}")

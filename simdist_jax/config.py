@@ -249,6 +249,7 @@ ADDED_KEYS: dict[str, Any] = {
     "data.loading": "memory",
     "model.dynamics_residual": False,
     "model.dynamics_ensemble": 1,
+    "model.compute_dtype": "float32",
     "model.finetune.head_consistency": 0.0,
     "planner.ensemble_score": "mean_latent",
     "planner.ensemble_penalty": 0.0,

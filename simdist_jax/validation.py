@@ -305,6 +305,7 @@ def _model(c: _Checks, dims: Mapping[str, Any] | None) -> Any:
     c.need("model.aug_noise.proprio", ((lambda v: all(_is_num(x) and x >= 0 for x in v) and (p is None or len(v) == p)),
                                        "per-channel stds >= 0" + ("" if p is None else f", one per proprio channel "
                                                                    f"(the task's P={p})")))
+  c.need("model.compute_dtype", _one_of(tuple(model_lib.COMPUTE_DTYPES)))
   c.need("model.finetune.train", _one_of(finetune.TRAINABLE))
   c.need("model.finetune.head_consistency", NON_NEGATIVE)
   _lr(c, "model.lr")

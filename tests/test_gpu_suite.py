@@ -28,11 +28,11 @@ def test_dry_run_writes_one_json_with_every_figure(tmp_path):
   assert res["mode"] == "dry-run" and res["device"]["platform"] == "cpu" and res["device"]["count"] >= 1
   assert res["device"]["device_kind"] and res["device"]["jax"]
   assert res["steps"]["install"]["status"] == "skipped-importable"
-  for name in ("smoke", "planner_paper", "pretrain", "data"):
+  for name in ("smoke", "planner_paper", "pretrain", "pretrain_bf16", "data"):
     assert res["steps"][name]["status"] == "ok", (name, res["steps"][name]["log_tail"])
   fig = res["figures"]
   for key in ("planner_paper_N16_it1_T4_ours_p50_ms", "planner_paper_N16_it1_T4_ours_p99_ms",
-              "pretrain_after_windows_per_s", "pretrain_batch", "data_generation_transitions_per_s",
+              "pretrain_after_windows_per_s", "pretrain_batch", "pretrain_bf16_after_windows_per_s", "data_generation_transitions_per_s",
               "data_sampler_windows_per_s", "data_bytes_per_transition"):
     assert key in fig, (key, sorted(fig))
   assert all(isinstance(v, float) and math.isfinite(v) for v in fig.values())

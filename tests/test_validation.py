@@ -35,6 +35,7 @@ BAD = [
     ("model.policy_net.num_heads=3", r"model\.policy_net\.num_heads=3: must be a divisor of model\.latent_dim=32"),
     ("model.lr.warmup_steps=5000", r"model\.lr\.warmup_steps=5000: must be <= model\.lr\.decay_steps=3000"),
     ("model.finetune.lr.peak=0.0", r"model\.finetune\.lr\.peak=0\.0: must be > 0"),
+    ("model.compute_dtype=float16", r"model\.compute_dtype='float16': must be one of \['float32', 'bfloat16'\]"),
     ("model.heads=bogus", r"invalid config: model\.heads must be 'sequence' or 'mlp', got 'bogus'"),  # make_spec's own
     ("model.finetune.train=everything", r"model\.finetune\.train='everything': must be one of \['dynamics', "
                                         r"'dynamics\+encoder', 'all'\]"),

@@ -29,6 +29,10 @@ from simdist_jax.world_model import modules
 STD_FLOOR = 1e-4  # scaler std floor (official `_RunningStats`)
 SCALER_KEYS = ("proprio", "extero", "action", "command", "reward", "value")
 PARAM_KEYS = ("encoder", "history", "dynamics", "reward", "value", "policy")
+# `model.compute_dtype`: the dtype the networks compute in. Parameters, scaler, optimizer state, inputs and outputs
+# of every public function stay float32 ("master weights"); with "bfloat16" `apply` casts params and inputs down at
+# entry and the outputs back up, so gradients reach the float32 params through the casts (mixed precision).
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 Variables = dict[str, Any]
 
 
@@ -77,6 +81,7 @@ class ModelSpec:
   dropout_mlp: float
   dynamics_residual: bool = False
   dynamics_ensemble: int = 1
+  compute_dtype: str = "float32"
 
 
 def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
@@ -110,6 +115,7 @@ def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
     dropout_mlp=float(m["dropout_mlp"]),
     dynamics_residual=bool(m.get("dynamics_residual", False)),
     dynamics_ensemble=int(m.get("dynamics_ensemble", 1)),
+    compute_dtype=str(m.get("compute_dtype", "float32")),
   )
   if spec.heads not in ("sequence", "mlp"):
     raise ValueError(f"model.heads must be 'sequence' or 'mlp', got {spec.heads!r}")
@@ -119,6 +125,8 @@ def make_spec(model_cfg: Any, dims: Mapping[str, Any]) -> ModelSpec:
     raise ValueError(f"model.return_mask must be 'bidirectional' or 'causal', got {spec.return_mask!r}")
   if spec.extero > 0 and int(np.prod(spec.extero_shape)) != spec.extero:
     raise ValueError(f"dims extero={spec.extero} does not match extero_shape={spec.extero_shape}")
+  if spec.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"model.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {spec.compute_dtype!r}")
   if spec.dynamics_ensemble < 1:
     raise ValueError(f"model.dynamics_ensemble must be >= 1, got {spec.dynamics_ensemble}")
   if spec.history < 1 or spec.horizon < 1:
@@ -425,10 +433,16 @@ def _check(x: jax.Array, shape: tuple[int, ...], name: str) -> None:
     raise ValueError(f"{name}: expected shape {tuple(shape)} (single example, no batch dim), got {tuple(x.shape)}")
 
 
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+  """Every floating-point leaf of `tree` cast to `dtype` (integer / bool leaves and None untouched)."""
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree)
+
+
 def make_world_model(model_cfg: Any, dims: Mapping[str, Any]) -> WorldModel:
   """Builds the functional world model for `model_cfg` (the `model` config section) and env `dims`."""
   spec = make_spec(model_cfg, dims)
   net = WorldModelNet(spec)
+  compute = COMPUTE_DTYPES[spec.compute_dtype]
   H, T, P, E, A, C, Z = (spec.history, spec.horizon, spec.proprio, spec.extero, spec.action, spec.command,
                          spec.latent_dim)
 
@@ -439,7 +453,11 @@ def make_world_model(model_cfg: Any, dims: Mapping[str, Any]) -> WorldModel:
     if train and rng is None:
       raise ValueError("apply(train=True) needs an rng for dropout")
     rngs = {"dropout": rng} if train else {}
-    return net.apply({"params": params}, *args, method=getattr(WorldModelNet, method), rngs=rngs, **kwargs)
+    if compute == jnp.float32:
+      return net.apply({"params": params}, *args, method=getattr(WorldModelNet, method), rngs=rngs, **kwargs)
+    out = net.apply({"params": _cast_floats(params, compute)}, *_cast_floats(args, compute),
+                    method=getattr(WorldModelNet, method), rngs=rngs, **kwargs)
+    return _cast_floats(out, jnp.float32)
 
   def init(key: jax.Array) -> Variables:
     """Random params + identity scaler."""

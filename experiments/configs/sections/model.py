@@ -90,6 +90,10 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.dropout_attn = 0.05 if paper else 0.0
   # Dropout inside transformer FFNs. The official `dropout.mlp = 0.2` never fires (digest §2.5), so 0.0 here.
   c.dropout_mlp = 0.0
+  # Dtype the networks compute in: "float32" or "bfloat16" (mixed precision: params, optimizer state, losses and
+  # every public input/output stay float32; not in the paper). Not an architecture key: a checkpoint trained in
+  # one dtype loads in the other. bfloat16 is for accelerators; on a CPU it is slower (docs/world_model.md).
+  c.compute_dtype = "float32"
 
   # --- Pretraining (Eq. 2). ---
   # Optimizer steps.

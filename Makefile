@@ -3,12 +3,14 @@
 #   make test       -> same set-up, runs the default (fast) test suite
 #   make test-slow  -> the slow suite (end-to-end runs, MJX compiles); CI (.ci/run) runs both
 #   make lint       -> ruff (rules in pyproject.toml)
+#   make test-jax-next -> the fast suite in .venv-next on requirements-jax-next.txt (newest jax for Python 3.11)
 PYTHON ?= python3
 VENV   ?= .venv
+VENV_NEXT ?= .venv-next
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow test-jax-next lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -30,6 +32,18 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=20
 
+$(VENV_NEXT)/.installed: requirements-jax-next.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "simdist_jax needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1). Use make PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV_NEXT)
+	$(VENV_NEXT)/bin/python -m pip install -q --upgrade pip
+	$(VENV_NEXT)/bin/python -m pip install -q -r requirements-jax-next.txt
+	$(VENV_NEXT)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-jax-next: $(VENV_NEXT)/.installed
+	SIMDIST_LOCK=requirements-jax-next.txt $(VENV_NEXT)/bin/python -m pytest -q -m "not slow" --durations=25
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
@@ -37,4 +51,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VENV_NEXT) runs

@@ -1,6 +1,7 @@
 """Config loading/overrides/freezing, run-directory checks, the CLI, and the pinned stack."""
 
 import json
+import os
 
 import ml_collections
 import pytest
@@ -103,24 +104,45 @@ def test_cli_env_stage_runs(tmp_path):
   assert "env.episode_length: 20 -> 30" in (wd / "log.txt").read_text()
 
 
-def test_installed_versions_match_pins():
-  """Fails when the installed stack drifts from requirements.txt (the core pins)."""
-  from importlib import metadata
+# The core set of each lock the project tests on: requirements.txt (the default, `make test`) and
+# requirements-jax-next.txt (`make test-jax-next`, the newest jax for Python 3.11, a proxy for the GPU image's 0.11).
+CORE = ["jax", "jaxlib", "flax", "optax", "mujoco", "mujoco-mjx", "brax", "orbax-checkpoint", "chex", "ml-collections"]
+LOCKS = {
+    "requirements.txt": {"jax": "0.9.2", "jaxlib": "0.9.2", "flax": "0.12.6", "optax": "0.2.8", "mujoco": "3.17.0",
+                         "mujoco-mjx": "3.17.0", "brax": "0.14.2", "orbax-checkpoint": "0.12.8", "chex": "0.1.92",
+                         "ml-collections": "1.1.0"},
+    "requirements-jax-next.txt": {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
+                                  "mujoco": "3.17.0", "mujoco-mjx": "3.17.0", "brax": "0.14.2",
+                                  "orbax-checkpoint": "0.12.8", "chex": "0.1.92", "ml-collections": "1.1.0"},
+}
+
+
+def _pins(lock: str) -> dict[str, str]:
   pins = {}
-  for line in (ROOT / "requirements.txt").read_text().splitlines():
+  for line in (ROOT / lock).read_text().splitlines():
     line = line.split("#")[0].strip()
     if "==" in line:
       name, ver = line.split("==")
       pins[name.lower().replace("_", "-")] = ver
-  core = ["jax", "jaxlib", "flax", "optax", "mujoco", "mujoco-mjx", "brax", "orbax-checkpoint", "chex",
-          "ml-collections"]
-  expected = {"jax": "0.9.2", "jaxlib": "0.9.2", "flax": "0.12.6", "optax": "0.2.8", "mujoco": "3.17.0",
-              "mujoco-mjx": "3.17.0", "brax": "0.14.2", "orbax-checkpoint": "0.12.8", "chex": "0.1.92",
-              "ml-collections": "1.1.0"}
-  for name in core:
-    assert pins[name] == expected[name], f"requirements.txt pins {name}=={pins[name]}"
+  return pins
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_lock_pins_the_tested_core_set(lock):
+  """Each lock pins exactly the core versions this test knows (bump both together)."""
+  pins = _pins(lock)
+  for name in CORE:
+    assert pins.get(name) == LOCKS[lock][name], f"{lock} pins {name}=={pins.get(name)}, expected {LOCKS[lock][name]}"
+
+
+def test_installed_versions_match_pins():
+  """Fails when the installed stack drifts from its lock: requirements.txt, or the file SIMDIST_LOCK names."""
+  from importlib import metadata
+  lock = os.environ.get("SIMDIST_LOCK", "requirements.txt")
+  assert lock in LOCKS, f"SIMDIST_LOCK={lock!r}: not one of the tested locks {sorted(LOCKS)}"
+  pins = _pins(lock)
   drift = {n: (v, metadata.version(n)) for n, v in pins.items() if metadata.version(n) != v}
-  assert not drift, f"installed versions drift from requirements.txt pins (pinned, installed): {drift}"
+  assert not drift, f"installed versions drift from {lock} pins (pinned, installed): {drift}"
 
 
 def test_parse_variant():

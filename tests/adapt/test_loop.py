@@ -27,6 +27,9 @@ TINY = ["env.episode_length=16", "model.history=3", "model.horizon=4", "model.la
         "adapt.oracle_episodes=1", "adapt.counterfactual_points=2", "model.finetune.batch_size=8"]
 
 
+# The three tests on `tiny_run` run the whole adapt stage (planner, oracle, counterfactual and finetuning compiles:
+# about 3 min on the 2-core CPU), so they are in the slow suite (`make test-slow`, which CI also runs); the
+# loop's pieces are tested below in the default suite.
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   cfg = config_lib.load_config(CARTPOLE + ":small", TINY)
@@ -41,6 +44,7 @@ def tiny_run(tmp_path_factory):
   return cfg, wd, variables, summary
 
 
+@pytest.mark.slow
 def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
   cfg, wd, variables0, summary = tiny_run
   assert summary["complete"] and len(summary["rounds"]) == 3
@@ -88,6 +92,7 @@ def test_results_are_complete_and_frozen_trees_untouched(tiny_run):
   assert saved["pred_loss_round0"] == summary["pred_loss_round0"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_completed_rounds_and_resumes(tiny_run, capsys):
   cfg, wd, _, summary = tiny_run
   # simulate an interruption during round 2: its marker and model are gone, its episode stays.
@@ -103,6 +108,7 @@ def test_rerun_skips_completed_rounds_and_resumes(tiny_run, capsys):
   assert (r2 / "round.json").exists()
 
 
+@pytest.mark.slow
 def test_different_config_refused(tiny_run):
   cfg, wd, _, _ = tiny_run
   other = config_lib.load_config(CARTPOLE + ":small", TINY + ["adapt.finetune_steps=4"])

@@ -28,8 +28,8 @@ TINY = ["env.episode_length=16", "model.history=3", "model.horizon=4", "model.la
 
 
 # The three tests on `tiny_run` run the whole adapt stage (planner, oracle, counterfactual and finetuning compiles:
-# about 3 min on the 2-core CPU), so they are in the slow suite (`make test-slow`, which CI also runs); the
-# loop's pieces are tested below in the default suite.
+# about 3 min on the 2-core CPU), so they are in the slow suite (`make test-slow`, which CI also runs), as is the
+# sim-mix test, which runs round 0 of the stage; the loop's pieces are tested below in the default suite.
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   cfg = config_lib.load_config(CARTPOLE + ":small", TINY)
@@ -307,6 +307,7 @@ def test_run_episode_records_and_remembers_the_applied_action(tmp_path):
   assert out["noised_steps"] == int(noised.sum()) and 8 <= out["noised_steps"] <= 32 and out["steps"] == 40
 
 
+@pytest.mark.slow  # runs round 0 of the loop (planner, oracle, evaluation compiles) first: ~100 s
 def test_sim_mix_finetunes_on_real_plus_sim_windows(tmp_path, monkeypatch):
   """With adapt.sim_mix > 0 the round's finetuning batches come from a MixedDataset of the real episodes recorded
   so far and the sim dataset (loaded once), at the configured share."""

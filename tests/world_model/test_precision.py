@@ -56,6 +56,7 @@ def _run(dtype: str, steps: int, dataset):
   return state, np.asarray(losses)
 
 
+@pytest.mark.slow  # two train-step compiles and 120 steps: ~55 s on the 2-core CPU
 def test_bf16_training_follows_the_float32_loss_curve():
   dataset = train.SyntheticDataset(H, T)
   s32, l32 = _run("float32", 60, dataset)

@@ -12,14 +12,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test test-slow test-jax-next lint bench clean
 
-$(STAMP): requirements.txt pyproject.toml
+# $(call make_venv,VENV_DIR,LOCK): a venv with exactly LOCK installed, then the package with --no-deps.
+define make_venv
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "simdist_jax needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1). Use make PYTHON=python3.11" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
-	touch $(STAMP)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q -r $(2)
+	$(1)/bin/python -m pip install -q --no-deps -e .
+	touch $(1)/.installed
+endef
+
+$(STAMP): requirements.txt pyproject.toml
+	$(call make_venv,$(VENV),requirements.txt)
 
 setup: $(STAMP)
 
@@ -33,13 +38,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=20
 
 $(VENV_NEXT)/.installed: requirements-jax-next.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "simdist_jax needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1). Use make PYTHON=python3.11" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV_NEXT)
-	$(VENV_NEXT)/bin/python -m pip install -q --upgrade pip
-	$(VENV_NEXT)/bin/python -m pip install -q -r requirements-jax-next.txt
-	$(VENV_NEXT)/bin/python -m pip install -q --no-deps -e .
-	touch $@
+	$(call make_venv,$(VENV_NEXT),requirements-jax-next.txt)
 
 test-jax-next: $(VENV_NEXT)/.installed
 	SIMDIST_LOCK=requirements-jax-next.txt $(VENV_NEXT)/bin/python -m pytest -q -m "not slow" --durations=25

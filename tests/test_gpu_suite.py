@@ -32,8 +32,8 @@ def test_dry_run_writes_one_json_with_every_figure(tmp_path):
     assert res["steps"][name]["status"] == "ok", (name, res["steps"][name]["log_tail"])
   fig = res["figures"]
   for key in ("planner_paper_N16_it1_T4_ours_p50_ms", "planner_paper_N16_it1_T4_ours_p99_ms",
-              "pretrain_after_windows_per_s", "pretrain_batch", "pretrain_bf16_after_windows_per_s", "data_generation_transitions_per_s",
-              "data_sampler_windows_per_s", "data_bytes_per_transition"):
+              "pretrain_after_windows_per_s", "pretrain_batch", "pretrain_bf16_after_windows_per_s",
+              "data_generation_transitions_per_s", "data_sampler_windows_per_s", "data_bytes_per_transition"):
     assert key in fig, (key, sorted(fig))
   assert all(isinstance(v, float) and math.isfinite(v) for v in fig.values())
   assert fig["planner_paper_N16_it1_T4_ours_p50_ms"] > 0 and fig["pretrain_after_windows_per_s"] > 0

@@ -453,11 +453,11 @@ def make_world_model(model_cfg: Any, dims: Mapping[str, Any]) -> WorldModel:
     if train and rng is None:
       raise ValueError("apply(train=True) needs an rng for dropout")
     rngs = {"dropout": rng} if train else {}
-    if compute == jnp.float32:
-      return net.apply({"params": params}, *args, method=getattr(WorldModelNet, method), rngs=rngs, **kwargs)
-    out = net.apply({"params": _cast_floats(params, compute)}, *_cast_floats(args, compute),
-                    method=getattr(WorldModelNet, method), rngs=rngs, **kwargs)
-    return _cast_floats(out, jnp.float32)
+    mixed = compute != jnp.float32
+    if mixed:
+      params, args = _cast_floats((params, args), compute)
+    out = net.apply({"params": params}, *args, method=getattr(WorldModelNet, method), rngs=rngs, **kwargs)
+    return _cast_floats(out, jnp.float32) if mixed else out
 
   def init(key: jax.Array) -> Variables:
     """Random params + identity scaler."""

@@ -28,7 +28,7 @@ TINY = ["env.episode_length=16", "model.history=3", "model.horizon=4", "model.la
 
 
 # The three tests on `tiny_run` run the whole adapt stage (planner, oracle, counterfactual and finetuning compiles:
-# about 3 min on the 2-core CPU), so they are in the slow suite (`make test-slow`, which CI also runs), as is the
+# 115 s of fixture set-up on the 2-core Xeon VM of 2026-12-03), so they are in the slow suite (`make test-slow`, which CI also runs), as is the
 # sim-mix test, which runs round 0 of the stage; the loop's pieces are tested below in the default suite.
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

@@ -250,6 +250,7 @@ ADDED_KEYS: dict[str, Any] = {
     "model.dynamics_residual": False,
     "model.dynamics_ensemble": 1,
     "model.compute_dtype": "float32",
+    "adapt.gate_until_finetuned": False,
     "model.finetune.head_consistency": 0.0,
     "planner.ensemble_score": "mean_latent",
     "planner.ensemble_penalty": 0.0,

@@ -3,6 +3,7 @@
 Rounds j = 1..J of: deploy the MPPI planner with the current world model for M episodes in the real world
 (the MuJoCo C twin with `config.domain.real`), record only (o_t, a_t, c_t, time), finetune ONLY the latent
 dynamics on all real data so far (targets from the frozen encoder), evaluate. Round 0 is the pretrained model.
+With `planner.advantage_gate` and `adapt.gate_until_finetuned`, only the pretrained model plans gated.
 
 Evaluation after every round, on a fixed protocol (`simdist_jax/adapt/evaluation.py`):
   * task metric: return and success (`Task.success`, e.g. the CartPole pole up) of `adapt.eval_episodes` real
@@ -29,6 +30,7 @@ presence marks the round complete, so an interrupted run resumes at the first in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -167,7 +169,7 @@ def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
     ctx["log"](f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
                f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
 
-  collect_episodes(ctx["real_env"], ctx["controller"], round_seeds, rdir / "episodes", ctx["dims"], acfg,
+  collect_episodes(ctx["real_env"], _controller(ctx, finetuned=j > 1), round_seeds, rdir / "episodes", ctx["dims"], acfg,
                    ctx["pcfg"], [_episode_meta(s, c, round=j) for s, c in zip(round_seeds, conds, strict=True)],
                    conds, progress)
 
@@ -231,10 +233,17 @@ def _finetune(ctx: dict, j: int, rdir: pathlib.Path, variables: Any) -> tuple[An
   return new, ft_metrics, all_eps
 
 
+def _controller(ctx: dict, finetuned: bool) -> Controller:
+  """The loop's controller for a model that has (`finetuned`) or has not been finetuned on real data: the same one
+  unless `adapt.gate_until_finetuned` lifts the planner's advantage gate for finetuned models."""
+  return ctx["finetuned_controller"] if finetuned and "finetuned_controller" in ctx else ctx["controller"]
+
+
 def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
   """The fixed protocol of every round: real return and success on the evaluation seeds (paired with round 0),
   held-out and counterfactual latent losses next to persistence, the planner's fallbacks."""
-  wm, H, T, controller = ctx["wm"], ctx["H"], ctx["T"], ctx["controller"]
+  wm, H, T = ctx["wm"], ctx["H"], ctx["T"]
+  controller = _controller(ctx, finetuned=j > 0)
   controller.set_variables(variables)
   fallbacks0 = controller.fallbacks
   ev = evaluation.evaluate_episodes(ctx["real_env"], controller, ctx["eval_seeds"], ctx["eval_grid"])
@@ -247,7 +256,7 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
          "heldout/persistence_mean": float(pred["persistence"].mean()),
          "heldout/pred_over_persistence": float(pred["model"].mean() / max(pred["persistence"].mean(), 1e-12))}
   if ctx["cf_windows"]:
-    cf = evaluation.counterfactual_losses(wm, variables, ctx["cf_windows"], ctx["pcfg"])
+    cf = evaluation.counterfactual_losses(wm, variables, ctx["cf_windows"], controller.cfg)
     row.update({"counterfactual/pred_loss_per_step": cf["model"].tolist(),
                 "counterfactual/pred_loss_mean": float(cf["model"].mean()),
                 "counterfactual/persistence_mean": float(cf["persistence"].mean()),
@@ -290,7 +299,7 @@ def _references(ctx: dict) -> dict:
     t0 = time.perf_counter()
     task = ctx["task"]
     mjx_env = MjxEnv(task, make_domain(cfg, "real", task), sim_domain=make_domain(cfg, "sim", task))
-    orc = oracle_lib.OracleController(ctx["pcfg"], wm, ctx["variables0"], ctx["real_env"], mjx_env, "heads",
+    orc = oracle_lib.OracleController(_controller(ctx, finetuned=True).cfg, wm, ctx["variables0"], ctx["real_env"], mjx_env, "heads",
                                       jax.random.PRNGKey(0))
     ev = evaluation.evaluate_episodes(ctx["real_env"], orc, ctx["eval_seeds"][:n_or], ctx["eval_grid"])
     out.update({"oracle/heads/return_mean": ev["return_mean"], "oracle/heads/returns": ev["returns"],
@@ -362,6 +371,11 @@ def run_stage(cfg, workdir) -> dict:
          "controller": Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed),
                                   model_horizon=T),
          "log": lambda msg: print(f"[adapt] {msg}", flush=True)}
+  if bool(acfg.gate_until_finetuned) and pcfg.advantage_gate:
+    ctx["finetuned_controller"] = Controller(dataclasses.replace(pcfg, advantage_gate=False), wm, variables0, dims,
+                                             history=H, key=jax.random.PRNGKey(seed), model_horizon=T)
+    ctx["log"]("the advantage gate applies until the first finetuning (adapt.gate_until_finetuned); rounds >= 1 "
+               "and the oracle plan ungated")
   log, controller = ctx["log"], ctx["controller"]
 
   # Held-out real episodes for the prediction losses (recorded once, with the pretrained planner).
@@ -402,14 +416,14 @@ def run_stage(cfg, workdir) -> dict:
     t0 = time.perf_counter()
     all_eps, ft_metrics = [], {}
     if j > 0:
-      controller.set_variables(variables)
+      _controller(ctx, finetuned=j > 1).set_variables(variables)
       _collect(ctx, j, rdir)
       variables, ft_metrics, all_eps = _finetune(ctx, j, rdir, variables)
     row = {"round": j, "real_minutes": rec.total_minutes(all_eps, ctx["ctrl_dt"]), "real_episodes": len(all_eps)}
     row.update(_evaluate(ctx, j, variables, rounds[0] if rounds else None))
     row.update({"frozen_unchanged": bool(frozen_unchanged(variables0, variables, ctx["train_mode"])),
                 "finetune": {k: float(v) for k, v in ft_metrics.items()},
-                "planner/latency": controller.latency_summary(skip_first=5)})
+                "planner/latency": _controller(ctx, finetuned=j > 0).latency_summary(skip_first=5)})
     if j == 0:
       row.update(_references(ctx))
     row["wall_s"] = time.perf_counter() - t0

@@ -417,3 +417,59 @@ def test_on_step_carries_the_episode_end_privileged_states_and_controller_extras
   assert [float(s["privileged_state"][0]) for s in steps] == [0, 1, 2, 3, 4]
   assert [float(s["next_privileged_state"][0]) for s in steps] == [1, 2, 3, 4, 5]
   assert [float(s["raw_action"][0]) for s in steps] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("until_finetuned", [False, True])
+def test_gate_until_finetuned_lifts_the_gate_from_the_first_finetuned_model(tmp_path, monkeypatch, until_finetuned):
+  """`adapt.gate_until_finetuned`: the advantage gate holds for the pretrained model (held-out episodes, round 0's
+  evaluation and sim reference, round 1's collection) and is off from round 1's evaluation on and for the oracle;
+  without it every phase plans gated. The loop's pieces are stubbed: what is checked is which planner config each
+  phase hands its controller."""
+  from simdist_jax.analysis import oracle as oracle_lib  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.load_config(CARTPOLE + ":small", TINY + [
+      "planner.advantage_gate=True", "planner.gate_margin=0.5", f"adapt.gate_until_finetuned={until_finetuned}",
+      "adapt.counterfactual_points=0"])
+  dims = make_task(cfg).dims
+  wm = model_lib.make_world_model(cfg.model, dims)
+  ck = ckpt_lib.Checkpointer(str(paths.model_dir(tmp_path) / "checkpoints"), keep=1)
+  ck.save(1, wm.init(jax.random.PRNGKey(0)), cfg.model, dims, kind="pretrain")
+  ck.close()
+  phases = []  # (phase, gate on?) in call order
+
+  def gate_of(controller):
+    return getattr(getattr(controller, "cfg", None), "advantage_gate", None)
+
+  def fake_evaluate(env, controller, seeds, grid="", full_obs=False):
+    phases.append(("evaluate", gate_of(controller)))
+    n = len(seeds)
+    return {"return_mean": 1.0, "return_std": 0.0, "returns": [1.0] * n, "success_mean": 0.0,
+            "success": [0.0] * n, "success_final": [0.0] * n}
+
+  def fake_run_episode(env, controller, key, recorder=None, **kwargs):  # the held-out episode
+    phases.append(("heldout", gate_of(controller)))
+    return {"return": 0.0, "steps": 0, "noised_steps": 0}
+
+  monkeypatch.setattr(evaluation, "evaluate_episodes", fake_evaluate)
+  monkeypatch.setattr(loop, "run_episode", fake_run_episode)
+  monkeypatch.setattr(loop.rec, "load_episodes", lambda *a, **k: ([], []))
+  monkeypatch.setattr(evaluation, "prediction_losses",
+                      lambda *a: {"model": np.ones(4), "persistence": np.ones(4)})
+  monkeypatch.setattr(evaluation, "value_traces", lambda *a: [])
+  monkeypatch.setattr(loop, "collect_episodes",
+                      lambda env, controller, *a, **k: phases.append(("collect", gate_of(controller))))
+  monkeypatch.setattr(loop, "finetune_on_episodes", lambda cfg, start, *a, **k: (start, {}, None))
+
+  class FakeOracle:
+    def __init__(self, pcfg, *args, **kwargs):
+      phases.append(("oracle", pcfg.advantage_gate))
+
+  monkeypatch.setattr(oracle_lib, "OracleController", FakeOracle)
+  loop.run_stage(cfg, tmp_path)
+  lifted = until_finetuned  # True: the phases of finetuned models and the oracle plan ungated
+  # round 0: held-out episode, evaluation, sim reference, the policy head alone in sim and real (a policy-only
+  # config: never gated), the two trivial controllers (no planner config), the oracle and its evaluation; round 1:
+  # collection with the pretrained model, evaluation of the finetuned one; round 2: collection, evaluation
+  assert phases == [("heldout", True), ("evaluate", True), ("evaluate", True), ("evaluate", False),
+                    ("evaluate", False), ("evaluate", None), ("evaluate", None), ("oracle", not lifted),
+                    ("evaluate", None), ("collect", True), ("evaluate", not lifted), ("collect", not lifted),
+                    ("evaluate", not lifted)]

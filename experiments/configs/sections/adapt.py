@@ -48,5 +48,10 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   # Share of every finetuning batch drawn from the sim dataset (windows of `<workdir>/data`), the rest from the real
   # episodes; still dynamics-only, latent loss only. 0 = the paper (real data only).
   c.sim_mix = 0.0
+  # With `planner.advantage_gate` on: True keeps the gate only for the model that has not been finetuned on real
+  # data (round 0's evaluation, round 1's collection and the held-out episodes) and plans ungated from round 1's
+  # evaluation on, where the finetuned model's advice is what the loop is for; oracle (a), the ceiling, is then
+  # the ungated planner. False: the gate as configured in every round. No effect with the gate off.
+  c.gate_until_finetuned = False
   del task
   return c

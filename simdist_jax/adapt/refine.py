@@ -8,7 +8,7 @@ search exploits those errors: with the TRUE sim dynamics the frozen heads and th
 (oracle (d)), with the learned one it can fall below it. This stage closes that loop in sim, where data is free:
 
   for j = 1..R: record M planner episodes in sim (the MuJoCo C twin, every episode a new DR domain, the loop's
-                exploration noise), then finetune the PRETRAINED model's dynamics (only: heads, encoder, policy
+                exploration noise; the search's plans, ungated), then finetune the PRETRAINED model's dynamics (only: heads, encoder, policy
                 head and scaler frozen, `model.finetune.train` as in Eq. 3) on all sim planner episodes so far,
                 j x `refine.finetune_steps` steps, a `refine.sim_mix` share of every batch from the sim dataset.
                 With `refine.branch_points` > 0 the collection also records counterfactual branches (perturbed
@@ -21,7 +21,8 @@ no-op and `adapt` plan with `world_model/` itself (`paths.planning_model_dir`).
 Outputs under `<workdir>/refine/`: `rounds/round_jj/{episodes,model,round.json}` (resumable per round and per
 episode), `model/` (the refined checkpoint `adapt` starts from), `refine_results.json` (the per-round collection
 returns and finetuning metrics, and the evaluation of the policy head, the pretrained planner and the refined
-planner on the same `refine.eval_episodes` sim seeds with paired 95 % CIs).
+planner on the same `refine.eval_episodes` sim seeds with paired 95 % CIs; the planners as configured, i.e. gated with
+`planner.advantage_gate`).
 
 Seeds (all disjoint from the loop's and from each other): collection episode i of round j S*100000 + 90000 + 100 j
 + i, evaluation episode i S*100000 + 80000 + i (S = run.seed).
@@ -29,6 +30,7 @@ Seeds (all disjoint from the loop's and from each other): collection episode i o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -127,6 +129,12 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
   seed = int(cfg.run.seed)
   env = make_real_env(cfg, "sim")  # the C twin; every reset key draws a new sim domain
   planner = Controller(pcfg, wm, variables0, dims, history=H, key=jax.random.PRNGKey(seed), model_horizon=T)
+  # The collection follows the search's own plans: with `planner.advantage_gate` on, the gate (a deployment filter
+  # that falls back to the head's chunk) would hide exactly the states the search leads to, so it is off here.
+  searcher = planner
+  if pcfg.advantage_gate:
+    searcher = Controller(dataclasses.replace(pcfg, advantage_gate=False), wm, variables0, dims, history=H,
+                          key=jax.random.PRNGKey(seed), model_horizon=T)
 
   rounds: list[dict] = []
   episodes: list[dict] = []
@@ -145,17 +153,17 @@ def run_stage(cfg: Any, workdir: Any) -> dict:
       log(f"round {j}: complete, skipped")
       continue
     t0 = time.perf_counter()
-    planner.set_variables(variables)
+    searcher.set_variables(variables)
     seeds = collection_seeds(seed, j, per_round)
 
     def progress(i: int, out: dict, eta: float, j: int = j) -> None:
       log(f"round {j}/{n_rounds}: sim planner episode {i + 1}/{per_round} return {out['return']:.1f} "
           f"({out['noised_steps']}/{out['steps']} steps noised; ETA {eta:.0f}s)")
 
-    collector = planner
+    collector = searcher
     if n_points:
       collector = branches.BranchingController(
-          planner, env, jdir / "branches", H, T, n_points, per_point, float(rcfg.branch_sigma),
+          searcher, env, jdir / "branches", H, T, n_points, per_point, float(rcfg.branch_sigma),
           pcfg.action_low, pcfg.action_high, int(cfg.env.episode_length))
     loop.collect_episodes(env, collector, seeds, jdir / "episodes", dims, rcfg, pcfg,
                           [{"seed": s, "round": j} for s in seeds], [None] * len(seeds), progress)

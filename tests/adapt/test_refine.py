@@ -140,3 +140,34 @@ def test_branches_are_recorded_per_round_and_trained_on(tmp_path):
   (paths.refine_dir(tmp_path) / "rounds" / "round_01" / "round.json").unlink()
   again = refine.run_stage(cfg, tmp_path)
   assert again["rounds"][0]["branch_episodes"] == 8
+
+
+def test_collection_searches_ungated_and_evaluation_plans_as_configured(tmp_path, monkeypatch):
+  """With `planner.advantage_gate` on, the refinement's collection episodes follow the search's own plans (gate off:
+  the gate would hide the states the search leads to), while its evaluation runs the planners as configured, gated.
+  Collection, finetuning and evaluation are stubbed: what is checked is the planner config each one is handed."""
+  from simdist_jax.adapt import evaluation  # pylint: disable=import-outside-toplevel
+  from simdist_jax.adapt import loop  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.load_config(CARTPOLE + ":small", TINY + REFINE + ["planner.advantage_gate=True",
+                                                                     "planner.gate_margin=0.5"])
+  _pretrained(cfg, tmp_path)
+  seen = []
+
+  def fake_collect(env, controller, seeds, directory, *args, **kwargs):
+    seen.append(("collect", controller.cfg.advantage_gate))
+    directory.mkdir(parents=True, exist_ok=True)
+
+  def fake_evaluate(env, controller, seeds, grid="", full_obs=False):
+    seen.append(("evaluate", controller.cfg.advantage_gate, controller.cfg == head_cfg))
+    return {"returns": [1.0] * len(seeds)}
+
+  monkeypatch.setattr(loop, "collect_episodes", fake_collect)
+  monkeypatch.setattr(loop, "finetune_on_episodes", lambda cfg, start, *a, **k: (start, {}, None))
+  monkeypatch.setattr(evaluation, "evaluate_episodes", fake_evaluate)
+  from simdist_jax.planner import mppi  # pylint: disable=import-outside-toplevel
+  head_cfg = evaluation.policy_only_config(mppi.PlannerConfig.from_config(cfg.planner, model_horizon=4))
+  refine.run_stage(cfg, tmp_path)
+  # 2 rounds of collection, ungated; then the head (its policy-only config, never gated), the pretrained and the
+  # refined planner, both gated
+  assert seen == [("collect", False), ("collect", False), ("evaluate", False, True), ("evaluate", True, False),
+                  ("evaluate", True, False)]

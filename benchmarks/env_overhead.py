@@ -14,13 +14,23 @@ random actions in one jitted `lax.scan`, and adds one layer of what `MjxEnv` doe
   4. + wrappers        `wrap_for_training`: episode counter and the auto-reset `cond` (what PPO and
                        `benchmarks/env_throughput.py` step)
 
+and then, on the same harness as row 1 (the nominal model, no task), what the model itself costs: the same MJCF
+with its constraint rows removed one by one, down to a minimal MJX cart-pole:
+
+  1a. no friction row   `dof_frictionloss = 0` (the hinge's friction-loss row; MJX then allocates no row for it)
+  1b. no constraints    also `jnt_limited = 0` (the slider's limit rows): no constraint rows at all
+  1c. minimal           also one physics step per control step (the timestep = the control period), as the usual
+                        minimal MJX cart-pole has
+
 The ratio column is each row's time per step over row 1's. Compile time is excluded; best of `--repeats` runs
-(robust to a shared machine).
+(robust to a shared machine). The 1a-1c variants are for timing only: the task needs its friction row (the
+backends' agreement, `CartPole.validate_domain`), its rail limits and its substeps.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pathlib
 import sys
@@ -47,6 +57,31 @@ def _timed(run, carry, steps: int, batch: int, repeats: int) -> tuple[float, flo
     jax.block_until_ready(run(carry, jax.random.key(2 + r)))
     best = min(best, time.perf_counter() - t0)
   return batch * steps / best, compile_s
+
+
+def _stripped(mj_model, data, actions, substeps: int, friction: bool = True, limits: bool = True, n: int = 1):
+  """(jitted scan, initial data) of row 1's harness on a copy of `mj_model` without the hinge's friction-loss row
+  (`friction=False`), without joint limits (`limits=False`) and with `n` physics steps per control step instead of
+  `substeps` (the timestep scaled so that the control period stays the same). The batch starts from `data`'s
+  positions and velocities in fresh data of the stripped model (its constraint arrays have other sizes)."""
+  m = copy.deepcopy(mj_model)
+  if not friction:
+    m.dof_frictionloss[:] = 0.0
+  if not limits:
+    m.jnt_limited[:] = 0
+  m.opt.timestep = mj_model.opt.timestep * substeps / n
+  mx = mjx.put_model(m)
+  d0 = jax.jit(jax.vmap(lambda q, v: mjx.make_data(mx).replace(qpos=q, qvel=v)))(data.qpos, data.qvel)
+
+  def physics(d, a):
+    d = d.replace(ctrl=a)
+    return jax.lax.scan(lambda d, _: (mjx.step(mx, d), None), d, None, length=n)[0]
+
+  @jax.jit
+  def run(d, key):
+    return jax.lax.scan(lambda d, a: (jax.vmap(physics)(d, a), None), d, actions(key))[0]
+
+  return run, d0
 
 
 def main() -> None:
@@ -101,6 +136,10 @@ def main() -> None:
   rows = [("1. mjx.step only", minimal, state.pipeline_state), ("2. + episode model", episode_model,
                                                                   state.pipeline_state),
           ("3. + task", task, state), ("4. + wrappers", wrappers, wstate)]
+  rows += [(name, *_stripped(base.mj_model, state.pipeline_state, actions, S, **kw)) for name, kw in (
+      ("1a. no friction row", {"friction": False, "n": S}),
+      ("1b. no constraints", {"friction": False, "limits": False, "n": S}),
+      ("1c. minimal", {"friction": False, "limits": False, "n": 1}))]
   dev = jax.devices()[0]
   print(f"device: {dev.platform} {dev.device_kind}; jax {jax.__version__}; task {cfg.task}, batch {B}, {N} control "
         f"steps x {S} substeps, best of {args.repeats}")

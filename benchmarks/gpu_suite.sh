@@ -19,12 +19,13 @@
 #    env            env_throughput.py, CartPole MJX at 4096 envs
 #    pretrain_bf16  as pretrain, K steps per jit call only, model.compute_dtype = bfloat16 (mixed precision)
 #    Steps run in that order, each under `timeout`; the whole suite stops starting steps once --budget-s (default
-#    480 s = 8 min, dry run 150 s) would be exceeded: a step that did not fit is recorded as "skipped".
+#    480 s = 8 min, dry run 400 s) would be exceeded: a step that did not fit is recorded as "skipped".
 # 4. OUT (default gpu_suite_<UTC time>.json): device (platform, kind, count, jax/jaxlib versions), per step its
 #    status / seconds / command / log tail, "figures" (flat name -> number), "vs_targets" and each benchmark's own
 #    JSON ("raw"). Exit status 1 when a step failed or timed out (the JSON is written all the same), else 0.
 #
-# --dry-run: tiny sizes, runs on a CPU in well under a minute (tests/test_gpu_suite.py runs it in the default
+# --dry-run: tiny sizes, about a minute on an idle 2-core CPU and 2.5 min beside two training jobs (each step may
+# take 120 s, the whole 400 s, so a loaded machine does not fail it; tests/test_gpu_suite.py runs it in the default
 # suite): one smoke test, the tiny Go2 model in the planner, tiny CartPole pretraining ("after" mode only), the
 # point-mass stand-in env for the data step (no MuJoCo compile), no env step, numpy-drawn weights (--fast-init) and
 # XLA's cheapest CPU compile (--xla_backend_optimization_level=0). Its figures check the plumbing only.
@@ -53,7 +54,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 PY=${PYTHON:-python3}
-[ -z "$BUDGET" ] && { [ $DRY = 1 ] && BUDGET=150 || BUDGET=480; }
+[ -z "$BUDGET" ] && { [ $DRY = 1 ] && BUDGET=400 || BUDGET=480; }
 [ -z "$OUT" ] && OUT="gpu_suite_$(date -u +%Y%m%dT%H%M%SZ).json"
 WORK=$(mktemp -d -t simdist_gpu_suite.XXXXXX)
 STEPS=$WORK/steps.jsonl
@@ -119,15 +120,15 @@ B=benchmarks
 if [ $DRY = 1 ]; then
   # Figures of a dry run check the plumbing only: compile fast, not well.
   export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-  step smoke 60 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" \
+  step smoke 120 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" \
     tests/test_mesh.py::test_helpers_are_the_identity_without_a_mesh
-  step planner_paper 60 "$PY" $B/planner_latency.py --preset tiny --samples 16 --iterations 1 --horizons 4 \
+  step planner_paper 120 "$PY" $B/planner_latency.py --preset tiny --samples 16 --iterations 1 --horizons 4 \
     --reps 3 --no-naive --fast-init --json "$WORK/planner_paper.json"
-  step pretrain 60 "$PY" $B/train_throughput.py --task cartpole --preset tiny --batch 8 --k 2 --steps 4 \
+  step pretrain 120 "$PY" $B/train_throughput.py --task cartpole --preset tiny --batch 8 --k 2 --steps 4 \
     --repeats 1 --modes after --fast-init --json "$WORK/pretrain.json"
-  step pretrain_bf16 60 "$PY" $B/train_throughput.py --task cartpole --preset tiny --batch 8 --k 2 --steps 4 \
+  step pretrain_bf16 120 "$PY" $B/train_throughput.py --task cartpole --preset tiny --batch 8 --k 2 --steps 4 \
     --repeats 1 --modes after --fast-init --compute-dtype bfloat16 --json "$WORK/pretrain_bf16.json"
-  step data 60 "$PY" $B/data_throughput.py --env toy --num_envs 16 --shard_steps 40 --shards 2 --batch 8 --H 4 \
+  step data 120 "$PY" $B/data_throughput.py --env toy --num_envs 16 --shard_steps 40 --shards 2 --batch 8 --H 4 \
     --T 4 --json "$WORK/data.json"
 else
   step smoke 90 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" tests/test_compat.py tests/test_mesh.py \

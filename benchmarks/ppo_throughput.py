@@ -27,7 +27,7 @@ def main() -> None:
   ap.add_argument("--num_envs", type=int, default=0, help="override expert.num_envs (0: preset value)")
   args = ap.parse_args()
   compat.install()
-  overrides = [f"expert.num_iterations={args.iterations}"]
+  overrides = [f"expert.num_iterations={args.iterations}", "expert.checkpoint_iterations=()"]  # no ladder in a short run
   if args.num_envs:
     overrides.append(f"expert.num_envs={args.num_envs}")
   cfg = load_config(f"experiments/configs/cartpole.py:{args.preset}", overrides)

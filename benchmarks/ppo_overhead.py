@@ -103,8 +103,9 @@ def main() -> None:
   if args.iterations < 2 or args.epochs < 2 or args.iterations % args.epochs:
     ap.error("--iterations and --epochs must be >= 2, --iterations a multiple of --epochs")
   compat.install()
-  cfg = load_config(str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "cartpole.py")
-                    + f":{args.preset}", [f"expert.num_iterations={args.iterations}", "expert.checkpoint_iterations=()"])
+  spec = str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "cartpole.py")
+  cfg = load_config(f"{spec}:{args.preset}", [f"expert.num_iterations={args.iterations}",
+                                              "expert.checkpoint_iterations=()"])  # no ladder in a short run
   e, L = cfg.expert, int(cfg.env.episode_length)
   num_envs, unroll = int(e.num_envs), int(e.unroll_length)
   steps_per_it = ppo.env_steps_per_iteration(e)

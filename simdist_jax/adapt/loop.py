@@ -169,8 +169,8 @@ def _collect(ctx: dict, j: int, rdir: pathlib.Path) -> None:
     ctx["log"](f"round {j}: collected episode {i + 1}/{acfg.episodes_per_round} return {out['return']:.2f} "
                f"({out['noised_steps']}/{out['steps']} steps with exploration noise; ETA {eta:.0f}s)")
 
-  collect_episodes(ctx["real_env"], _controller(ctx, finetuned=j > 1), round_seeds, rdir / "episodes", ctx["dims"], acfg,
-                   ctx["pcfg"], [_episode_meta(s, c, round=j) for s, c in zip(round_seeds, conds, strict=True)],
+  collect_episodes(ctx["real_env"], _controller(ctx, finetuned=j > 1), round_seeds, rdir / "episodes", ctx["dims"],
+                   acfg, ctx["pcfg"], [_episode_meta(s, c, round=j) for s, c in zip(round_seeds, conds, strict=True)],
                    conds, progress)
 
 
@@ -299,8 +299,8 @@ def _references(ctx: dict) -> dict:
     t0 = time.perf_counter()
     task = ctx["task"]
     mjx_env = MjxEnv(task, make_domain(cfg, "real", task), sim_domain=make_domain(cfg, "sim", task))
-    orc = oracle_lib.OracleController(_controller(ctx, finetuned=True).cfg, wm, ctx["variables0"], ctx["real_env"], mjx_env, "heads",
-                                      jax.random.PRNGKey(0))
+    orc = oracle_lib.OracleController(_controller(ctx, finetuned=True).cfg, wm, ctx["variables0"], ctx["real_env"],
+                                      mjx_env, "heads", jax.random.PRNGKey(0))
     ev = evaluation.evaluate_episodes(ctx["real_env"], orc, ctx["eval_seeds"][:n_or], ctx["eval_grid"])
     out.update({"oracle/heads/return_mean": ev["return_mean"], "oracle/heads/returns": ev["returns"],
                 "oracle/heads/success_mean": ev["success_mean"], "oracle/heads/wall_s": time.perf_counter() - t0})

@@ -8,9 +8,10 @@ search exploits those errors: with the TRUE sim dynamics the frozen heads and th
 (oracle (d)), with the learned one it can fall below it. This stage closes that loop in sim, where data is free:
 
   for j = 1..R: record M planner episodes in sim (the MuJoCo C twin, every episode a new DR domain, the loop's
-                exploration noise; the search's plans, ungated), then finetune the PRETRAINED model's dynamics (only: heads, encoder, policy
-                head and scaler frozen, `model.finetune.train` as in Eq. 3) on all sim planner episodes so far,
-                j x `refine.finetune_steps` steps, a `refine.sim_mix` share of every batch from the sim dataset.
+                exploration noise; the search's plans, ungated), then finetune the PRETRAINED model's dynamics
+                (only: heads, encoder, policy head and scaler frozen, `model.finetune.train` as in Eq. 3) on all
+                sim planner episodes so far, j x `refine.finetune_steps` steps, a `refine.sim_mix` share of every
+                batch from the sim dataset.
                 With `refine.branch_points` > 0 the collection also records counterfactual branches (perturbed
                 plans rolled out from saved twin states, `simdist_jax.adapt.branches`) and finetunes on them too.
 
@@ -21,8 +22,8 @@ no-op and `adapt` plan with `world_model/` itself (`paths.planning_model_dir`).
 Outputs under `<workdir>/refine/`: `rounds/round_jj/{episodes,model,round.json}` (resumable per round and per
 episode), `model/` (the refined checkpoint `adapt` starts from), `refine_results.json` (the per-round collection
 returns and finetuning metrics, and the evaluation of the policy head, the pretrained planner and the refined
-planner on the same `refine.eval_episodes` sim seeds with paired 95 % CIs; the planners as configured, i.e. gated with
-`planner.advantage_gate`).
+planner on the same `refine.eval_episodes` sim seeds with paired 95 % CIs; the planners as configured, i.e. gated
+with `planner.advantage_gate`).
 
 Seeds (all disjoint from the loop's and from each other): collection episode i of round j S*100000 + 90000 + 100 j
 + i, evaluation episode i S*100000 + 80000 + i (S = run.seed).

@@ -142,6 +142,7 @@ def test_branches_are_recorded_per_round_and_trained_on(tmp_path):
   assert again["rounds"][0]["branch_episodes"] == 8
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")  # no episodes: stubbed
 def test_collection_searches_ungated_and_evaluation_plans_as_configured(tmp_path, monkeypatch):
   """With `planner.advantage_gate` on, the refinement's collection episodes follow the search's own plans (gate off:
   the gate would hide the states the search leads to), while its evaluation runs the planners as configured, gated.

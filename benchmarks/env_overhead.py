@@ -46,8 +46,8 @@ from simdist_jax.envs.registry import make_env  # noqa: E402
 from simdist_jax.envs.wrappers import wrap_for_training  # noqa: E402
 
 
-def _timed(run, carry, steps: int, batch: int, repeats: int) -> tuple[float, float]:
-  """(env steps/s, compile s) of `run(carry, key)`: `steps` scanned control steps of `batch` envs."""
+def timed(run, carry, steps: int, batch: int, repeats: int) -> tuple[float, float]:
+  """(env steps/s, compile s; also `ppo_overhead.py`'s) of `run(carry, key)`: `steps` scanned control steps of `batch` envs."""
   t0 = time.perf_counter()
   carry = jax.block_until_ready(run(carry, jax.random.key(1)))
   compile_s = time.perf_counter() - t0
@@ -59,18 +59,23 @@ def _timed(run, carry, steps: int, batch: int, repeats: int) -> tuple[float, flo
   return batch * steps / best, compile_s
 
 
-def _stripped(mj_model, data, actions, substeps: int, friction: bool = True, limits: bool = True, n: int = 1):
-  """(jitted scan, initial data) of row 1's harness on a copy of `mj_model` without the hinge's friction-loss row
-  (`friction=False`), without joint limits (`limits=False`) and with `n` physics steps per control step instead of
-  `substeps` (the timestep scaled so that the control period stays the same). The batch starts from `data`'s
-  positions and velocities in fresh data of the stripped model (its constraint arrays have other sizes)."""
+def stripped_mj_model(mj_model, friction: bool = True, limits: bool = True, substeps: int = 1, n: int = 1):
+  """A copy of `mj_model` without the friction-loss rows (`friction=False`), without joint limits (`limits=False`)
+  and with `n` physics steps per control step instead of `substeps` (the timestep scaled so that the control period
+  stays the same); rows 1a-1c here, the minimal model of `ppo_overhead.py`."""
   m = copy.deepcopy(mj_model)
   if not friction:
     m.dof_frictionloss[:] = 0.0
   if not limits:
     m.jnt_limited[:] = 0
   m.opt.timestep = mj_model.opt.timestep * substeps / n
-  mx = mjx.put_model(m)
+  return m
+
+
+def _stripped(mj_model, data, actions, substeps: int, friction: bool = True, limits: bool = True, n: int = 1):
+  """(jitted scan, initial data) of row 1's harness on `stripped_mj_model(...)`. The batch starts from `data`'s
+  positions and velocities in fresh data of the stripped model (its constraint arrays have other sizes)."""
+  mx = mjx.put_model(stripped_mj_model(mj_model, friction, limits, substeps, n))
   d0 = jax.jit(jax.vmap(lambda q, v: mjx.make_data(mx).replace(qpos=q, qvel=v)))(data.qpos, data.qvel)
 
   def physics(d, a):
@@ -147,7 +152,7 @@ def main() -> None:
   res = {"device": dev.device_kind, "task": cfg.task, "batch": B, "steps": N, "substeps": S, "rows": {}}
   first = None
   for name, run, carry in rows:
-    sps, comp = _timed(run, carry, N, B, args.repeats)
+    sps, comp = timed(run, carry, N, B, args.repeats)
     first = first or sps
     res["rows"][name] = {"env_steps_per_s": sps, "time_over_minimal": first / sps, "compile_s": comp}
     print(f"{name:<22}{sps:>14,.0f}{first / sps:>14.2f}{comp:>11.1f}", flush=True)

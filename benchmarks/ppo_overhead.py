@@ -22,7 +22,6 @@ remainder is the policy's forward passes, GAE and the `num_updates_per_batch x n
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import pathlib
 import sys
@@ -40,6 +39,8 @@ from simdist_jax.envs.base import MjxEnv  # noqa: E402
 from simdist_jax.envs.registry import make_domain, make_env, make_task  # noqa: E402
 from simdist_jax.experts import ppo  # noqa: E402
 
+from env_overhead import stripped_mj_model, timed  # noqa: E402  (this directory's sibling script)
+
 
 class _MinimalModel:
   """A task proxy whose `mj_model()` is the task's MJCF without the friction-loss row and the joint limits, with the
@@ -52,11 +53,8 @@ class _MinimalModel:
     return getattr(self._task, name)
 
   def mj_model(self):
-    m = copy.deepcopy(self._task.mj_model())
-    m.dof_frictionloss[:] = 0.0
-    m.jnt_limited[:] = 0
-    m.opt.timestep = float(self._task.ctrl_dt)
-    return m
+    m = self._task.mj_model()
+    return stripped_mj_model(m, friction=False, limits=False, substeps=round(self._task.ctrl_dt / m.opt.timestep))
 
 
 def _env_rate(wrapped, num_envs: int, unroll: int, repeats: int = 3) -> float:
@@ -68,13 +66,7 @@ def _env_rate(wrapped, num_envs: int, unroll: int, repeats: int = 3) -> float:
     acts = jax.random.uniform(key, (unroll, num_envs, wrapped.action_size), minval=-1.0, maxval=1.0)
     return jax.lax.scan(lambda s, a: (wrapped.step(s, a), None), s, acts)[0]
 
-  state = jax.block_until_ready(run(state, jax.random.key(1)))
-  best = float("inf")
-  for r in range(repeats):
-    t0 = time.perf_counter()
-    state = jax.block_until_ready(run(state, jax.random.key(2 + r)))
-    best = min(best, time.perf_counter() - t0)
-  return num_envs * unroll / best
+  return timed(run, state, unroll, num_envs, repeats)[0]
 
 
 def _ppo_rate(env, kwargs: dict, iterations: int, epochs: int, steps_per_it: int) -> tuple[float, float]:

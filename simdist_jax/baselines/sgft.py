@@ -4,9 +4,13 @@ SGFT baseline: "transfers the simulated value function to guide real-world SAC",
 Our reading of SGFT, each piece stated [approximate: the paper gives no hyperparameters]:
   * V_sim(o, c): the expert critic's labels V^e(s_t) of the sim dataset (privileged state) distilled onto the
     observations by regression (`value_steps` steps, z-scored targets), then frozen.
-  * Potential-based shaping of every reward, sim and real: r~ = r + gamma V_sim(o') - V_sim(o) (Ng et al. 1999:
-    the optimal policy is unchanged for the same gamma), and a short horizon (`baselines.sgft.discount`, lower than
-    RLPD's 0.99), so the transferred value carries the long-horizon credit and the real data only corrects it.
+  * Potential-based shaping of every reward, sim and real: r~ = r + gamma V_sim(o') - V_sim(o), gamma the
+    learner's own discount (`baselines.sgft.discount`, as SGFT's code shapes with its agent's discount). With the
+    learner's gamma the optimal policy is unchanged (Ng et al. 1999: Q~ = Q - V_sim), so the shaping does not
+    shorten the horizon; what it changes is the target the critic learns (Q - V_sim, small where V_sim is right;
+    a critic near zero first learns r + gamma V_sim(o') - V_sim(o), a one-step lookahead on V_sim). The discount
+    is the horizon the learner optimizes (default RLPD's 0.99; 0.9 made it the ~10-step problem, tested on a
+    chain in tests/baselines/test_sgft.py).
   * Otherwise RLPD's agent (`rlpd.RLPDAgent`): the actor's mean from single-step BC, SAC with the ensemble, UTD and
     symmetric sim/real batches of `baselines.rlpd`, the discount replaced by `baselines.sgft.discount`.
 """

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from simdist_jax.baselines import iql
 from simdist_jax.baselines import sgft
@@ -68,3 +69,55 @@ def test_the_sim_value_distils_onto_the_observations():
   _, m_ = sgft.distill_value(value, ds, model_lib.make_scaler(stats), jax.random.PRNGKey(0), 1500, 128, 3e-3,
                              log=lambda s: None)
   assert m_["sgft/value_heldout_mse"] < 0.05 * m_["sgft/value_heldout_var"], m_
+
+
+class _Table(nn.Module):
+  """V(o) = o . phi: a potential table read through one-hot observations (SGFT's value-net interface)."""
+  n: int
+
+  @nn.compact
+  def __call__(self, proprio, extero, command):
+    del extero, command
+    return proprio @ self.param("phi", nn.initializers.zeros, (self.n,))
+
+
+def _chain_q(reward, next_state, not_done, gamma, iters=3000):
+  q = np.zeros(reward.shape)
+  for _ in range(iters):
+    q = reward + gamma * not_done * q.max(axis=1)[next_state]
+  return q
+
+
+@pytest.mark.parametrize("gamma", [0.9, 0.99])
+def test_shaping_with_the_learners_discount_keeps_its_optimum_so_a_short_discount_stays_myopic(gamma):
+  """A chain 0..N: from state s, 'left' moves to s-1, 'right' to s+1; reaching 0 ends with reward 1, reaching N
+  ends with reward 10. Shaping by the long-horizon value Phi = V*_0.99 with the learner's own discount shifts every
+  Q by -Phi(s) (Ng et al. 1999), so the learner's greedy policy is that of its own discount: at 0.9 it takes the
+  near reward even though Phi points the other way (why `baselines.sgft.discount` = 0.9 left SGFT near zero on
+  CartPole's swing-up), at 0.99 it goes for the far one."""
+  n = 40
+  s = np.arange(n + 1)
+  next_state = np.stack([np.maximum(s - 1, 0), np.minimum(s + 1, n)], axis=1)
+  reward = np.stack([(next_state[:, a] == 0) * 1.0 + (next_state[:, a] == n) * 10.0 for a in (0, 1)], axis=1)
+  not_done = ((next_state != 0) & (next_state != n)).astype(np.float64)
+  reward[[0, n]], not_done[[0, n]], next_state[[0, n]] = 0.0, 0.0, np.array([[0, 0], [n, n]])  # absorbing ends
+  phi = _chain_q(reward, next_state, not_done, 0.99).max(axis=1)
+  phi[[0, n]] = 0.0
+  table = _Table(n + 1)
+  params = {"phi": jnp.asarray(phi, jnp.float32)}
+  dims = {"proprio": n + 1, "extero": 0, "extero_shape": (), "action": 1, "command": 0}
+  scaler = model_lib.identity_scaler(dims)
+  scaler["value"] = {"mean": jnp.asarray(0.0), "std": jnp.asarray(1.0)}
+  eye = np.eye(n + 1, dtype=np.float32)
+  z = np.zeros((2, n + 1, 0), np.float32)
+  batch = {"proprio": np.stack([eye, eye]), "next_proprio": eye[next_state.T], "extero": z, "next_extero": z,
+           "command": z, "next_command": z, "reward": reward.T.astype(np.float32),
+           "not_done": not_done.T.astype(np.float32)}
+  shaped = np.asarray(sgft.shape(table, params, scaler, batch, gamma)["reward"], np.float64).T
+  q = _chain_q(reward, next_state, not_done, gamma)
+  q_shaped = _chain_q(shaped, next_state, not_done, gamma)
+  inner = s[1:n]
+  np.testing.assert_allclose(q_shaped[inner], q[inner] - phi[inner, None], atol=1e-4)
+  greedy = q_shaped[inner].argmax(axis=1)
+  assert phi[2] > phi[1] > 1.0  # the potential says 'right' from state 1
+  assert greedy[0] == (0 if gamma == 0.9 else 1)

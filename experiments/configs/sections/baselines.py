@@ -76,9 +76,12 @@ def get(task: str, preset: str, dims: dict) -> ml_collections.ConfigDict:
   c.iql.update_chunk = 1000
   # SGFT-SAC (Yin et al. 2025; our reading, the paper gives no values [approximate]): RLPD's agent and budget
   # (baselines.rlpd) with rewards shaped by V_sim (the expert values of the sim data distilled onto observations:
-  # `value_steps` Adam steps at `value_lr`) and a short discount (0.9: ~10-step horizon, against RLPD's 0.99).
+  # `value_steps` Adam steps at `value_lr`). `discount` is the learner's and the shaping's (one value, as SGFT's
+  # code shapes with its agent's own discount: r + agent.discount V(o') - V(o)); shaping with the learner's discount
+  # leaves its optimum unchanged (Ng et al. 1999), so this is the horizon the learner optimizes: RLPD's 0.99 (the
+  # former 0.9 made it the ~10-step problem, which cannot learn CartPole's swing-up; docs/baselines.md).
   c.sgft = ml_collections.ConfigDict()
-  c.sgft.discount = 0.9
+  c.sgft.discount = c.rlpd.discount
   c.sgft.value_steps = 20_000 if paper else 5000
   c.sgft.value_lr = 3e-4
   # PPO finetuning of the privileged expert in the real world (issue 20; the usual sim-to-real practice): the final

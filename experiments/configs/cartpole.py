@@ -15,8 +15,9 @@ PRESETS = ("small", "full", "paper")
 
 
 def _full(c: ml_collections.ConfigDict) -> None:
-  """`full`: the result-table preset, `small` with the budgets raised (about 35 min on one core, so six seeds run in
-  under two hours on the two cores). Each deviation from `small`:"""
+  """`full`: the result-table preset, `small` with the budgets raised (one seed, `expert` to `adapt`: 37 min of one
+  core measured on 2026-12-04, about 65 min on an earlier, slower machine; docs/results.md). Each deviation from
+  `small`:"""
   c.data.num_steps = 2000             # 512k transitions (small: 256k): more windows per pretraining step
   c.model.num_steps = 10_000          # small: 3,000 steps (~1.5 passes), the dynamics stays near persistence
   c.model.lr.decay_steps = 10_000     # the cosine ends with the run

@@ -1,7 +1,7 @@
 """Config section `refine`: sim on-policy refinement of the dynamics before deployment (simdist_jax/adapt/refine.py).
 
-Not in the paper: its planner is deployed on the pretrained model. `rounds = 0` (every preset but CartPole `full`)
-makes the stage a no-op, and `adapt` plans with `world_model/` itself.
+Not in the paper: its planner is deployed on the pretrained model. `rounds = 0` (every preset) makes the stage a
+no-op, and `adapt` plans with `world_model/` itself.
 """
 import ml_collections
 

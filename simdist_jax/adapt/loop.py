@@ -245,8 +245,9 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
   wm, H, T = ctx["wm"], ctx["H"], ctx["T"]
   controller = _controller(ctx, finetuned=j > 0)
   controller.set_variables(variables)
-  fallbacks0 = controller.fallbacks
+  fallbacks0, gate0 = controller.fallbacks, controller.gate_counts()
   ev = evaluation.evaluate_episodes(ctx["real_env"], controller, ctx["eval_seeds"], ctx["eval_grid"])
+  gate_frac = controller.gate_open_frac(gate0)
   pred = evaluation.prediction_losses(wm, variables, ctx["held"], H, T)
   row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
          "real/success_mean": ev["success_mean"], "real/success": ev["success"],
@@ -269,6 +270,8 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
     row["real/return_vs_round0"] = evaluation.paired_bootstrap_ci(ev["returns"], round0["real/returns"])
     row["real/success_vs_round0"] = evaluation.paired_bootstrap_ci(ev["success"], round0["real/success"])
   row["planner/nonfinite_fallbacks"] = controller.fallbacks - fallbacks0
+  if controller.cfg.advantage_gate:  # share of the evaluation's control steps that applied the plan, not pi's chunk
+    row["planner/gate_open_frac"] = gate_frac
   return row
 
 
@@ -279,9 +282,12 @@ def _references(ctx: dict) -> dict:
   from simdist_jax.analysis import oracle as oracle_lib  # pylint: disable=import-outside-toplevel
   cfg, acfg, wm = ctx["cfg"], ctx["cfg"].adapt, ctx["wm"]
   out = {}
+  gate0 = ctx["controller"].gate_counts()
   sim = evaluation.evaluate_episodes(ctx["sim_env"], ctx["controller"], ctx["sim_eval_seeds"], ctx["eval_grid"])
   out.update({"sim/return_mean": sim["return_mean"], "sim/return_std": sim["return_std"],
               "sim/returns": sim["returns"], "sim/success_mean": sim["success_mean"]})
+  if ctx["controller"].cfg.advantage_gate:
+    out["sim/planner/gate_open_frac"] = ctx["controller"].gate_open_frac(gate0)
   policy = evaluation.model_controller(ctx["pcfg"], wm, ctx["variables0"], ctx["dims"], jax.random.PRNGKey(0),
                                        policy_only=True)
   # does the search beat pi in sim?
@@ -440,6 +446,7 @@ def run_stage(cfg, workdir) -> dict:
            if "counterfactual/return_spearman" in row else "")
         + (f", action-effect error {row['counterfactual/effect_error']:.2f}"
            if "counterfactual/effect_error" in row else "")
+        + (f", gate open on {row['planner/gate_open_frac']:.0%} of the steps" if "planner/gate_open_frac" in row else "")
         + f", frozen unchanged {row['frozen_unchanged']}"
         + (f", sim return {row['sim/return_mean']:.2f} (policy head {row['sim/policy_head/return_mean']:.2f}), "
            f"real policy head {row['reference/policy_head/return_mean']:.2f}" if j == 0 else "")

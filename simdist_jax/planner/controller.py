@@ -107,6 +107,10 @@ class Controller:
     self.latencies_s: list[float] = []
     self.last_info: dict[str, Any] = {}
     self.fallbacks = 0  # control steps whose search produced no finite plan (the shifted plan was applied)
+    # With `advantage_gate`: control steps planned gated, and those whose plan passed the gate (the rest applied the
+    # policy head's chunk). Cumulative, like `fallbacks`; `gate_open_frac(before)` takes a difference.
+    self.gate_steps = 0
+    self.gate_opens = 0
     self.reset(key)
 
   def reset(self, key: jax.Array) -> None:
@@ -132,7 +136,20 @@ class Controller:
     self.latencies_s.append(time.perf_counter() - t0)
     self.last_info = info
     self.fallbacks += int(info["planner/nonfinite_fallback"])
+    if self.cfg.advantage_gate:
+      self.gate_steps += 1
+      self.gate_opens += int(info["planner/gate_open"])
     return action
+
+  def gate_counts(self) -> tuple[int, int]:
+    """(gated control steps, of which the plan passed the gate) so far; pass to `gate_open_frac` later."""
+    return self.gate_steps, self.gate_opens
+
+  def gate_open_frac(self, before: tuple[int, int] = (0, 0)) -> float:
+    """Share of the gated control steps since `before` (a `gate_counts()`) that applied the plan rather than the
+    policy head's chunk; NaN when none was gated (the gate off, or no step taken)."""
+    steps, opens = self.gate_steps - before[0], self.gate_opens - before[1]
+    return opens / steps if steps else float("nan")
 
   def replace_last_action(self, applied: Any) -> None:
     """Overwrites the newest history action with the action actually applied (e.g. after exploration noise),

@@ -441,6 +441,9 @@ def test_gate_until_finetuned_lifts_the_gate_from_the_first_finetuned_model(tmp_
 
   def fake_evaluate(env, controller, seeds, grid="", full_obs=False):
     phases.append(("evaluate", gate_of(controller)))
+    if gate_of(controller):  # as if 10 gated steps ran, the plan passing the gate on 3 of them
+      controller.gate_steps += 10
+      controller.gate_opens += 3
     n = len(seeds)
     return {"return_mean": 1.0, "return_std": 0.0, "returns": [1.0] * n, "success_mean": 0.0,
             "success": [0.0] * n, "success_final": [0.0] * n}
@@ -473,3 +476,10 @@ def test_gate_until_finetuned_lifts_the_gate_from_the_first_finetuned_model(tmp_
                     ("evaluate", False), ("evaluate", None), ("evaluate", None), ("oracle", not lifted),
                     ("evaluate", None), ("collect", True), ("evaluate", not lifted), ("collect", not lifted),
                     ("evaluate", not lifted)]
+  # The gate's open share of each gated evaluation (real, and the sim reference at round 0) is in its round.json
+  rows = [json.loads((loop._round_dir(paths.adapt_dir(tmp_path), j) / "round.json").read_text())  # pylint: disable=protected-access
+          for j in range(3)]
+  assert rows[0]["planner/gate_open_frac"] == pytest.approx(0.3)
+  assert rows[0]["sim/planner/gate_open_frac"] == pytest.approx(0.3)
+  for row in rows[1:]:
+    assert (row.get("planner/gate_open_frac") is None) == lifted

@@ -1,5 +1,7 @@
 """Closed-loop controller: functional history buffer, front padding, stabilising a numpy double integrator."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,3 +121,31 @@ def test_replace_last_action_updates_the_history():
   assert float(ctrl.state.action_hist[-1, 0]) == float(a[0]) == 0.0
   ctrl.replace_last_action(np.array([0.7]))
   assert np.isclose(float(ctrl.state.action_hist[-1, 0]), 0.7)
+
+
+def test_gate_open_share_counts_the_gated_steps_that_applied_the_plan():
+  """`gate_counts` / `gate_open_frac` against the per-step `planner/gate_open` flags of the same steps: a margin
+  on the double integrator from x0 = (1, 0) that the predicted gain over pi clears on some steps, not on all, a
+  margin no predicted gain reaches (never open: every step applies pi's chunk), and the ungated planner (NaN: no
+  gated step). `before` takes the share since an earlier count. Margin 5: the predicted advantage falls from 10.4
+  as the state nears the origin (measured: open on the first 4 steps, then closed)."""
+  def run(cfg, steps=12):
+    ctrl = controller.Controller(cfg, MODEL, VARIABLES, DIMS, history=H, key=jax.random.key(0), model_horizon=T)
+    x, flags = np.array([1.0, 0.0], np.float32), []
+    for _ in range(steps):
+      u = np.asarray(ctrl(x)).reshape(1)
+      flags.append(int(ctrl.last_info["planner/gate_open"]))
+      x = (F @ x + G @ u).astype(np.float32)
+    return ctrl, flags
+
+  ctrl, flags = run(dataclasses.replace(CFG, advantage_gate=True, gate_margin=5.0))
+  assert 0 < sum(flags) < 12
+  assert ctrl.gate_counts() == (12, sum(flags))
+  assert ctrl.gate_open_frac() == pytest.approx(sum(flags) / 12)
+  before = (4, sum(flags[:4]))
+  assert ctrl.gate_open_frac(before) == pytest.approx(sum(flags[4:]) / 8)
+  closed, flags_closed = run(dataclasses.replace(CFG, advantage_gate=True, gate_margin=1e9))
+  assert flags_closed == [0] * 12 and closed.gate_counts() == (12, 0) and closed.gate_open_frac() == 0.0
+  ungated, flags_ungated = run(CFG, steps=3)
+  assert flags_ungated == [1, 1, 1]  # reported open when there is no gate
+  assert ungated.gate_counts() == (0, 0) and np.isnan(ungated.gate_open_frac())

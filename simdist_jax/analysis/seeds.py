@@ -8,6 +8,13 @@ stage's definition, `adapt.loop.summarize`), held-out loss over persistence, act
 between consecutive rounds whose paired CI excludes zero. Then the criteria of the CartPole planning-quality issue.
 
   python -m simdist_jax.analysis.seeds runs/f0 runs/f1 runs/f2 runs/f3 runs/f4 runs/f5 [--round 4]
+
+With `--against B0 B1 ...` (one base run per run, in order) a second table gives each run minus its base on the same
+evaluation episodes (the same run.seed, world and protocol, checked in both runs' `adapt/config.json`): paired 95 %
+CIs at round 0 and at the last round both have (return and success), and the sim planner on round 0's sim
+reference episodes.
+
+  python -m simdist_jax.analysis.seeds runs/f4 runs/f5 --against runs/u4 runs/u5
 """
 
 from __future__ import annotations
@@ -84,6 +91,52 @@ def criteria(rows: Sequence[dict]) -> dict:
           "pred_over_persistence_final_max": float(max(r["pred_over_persistence"][1] for r in rows))}
 
 
+# What must agree for two runs' evaluation episodes to be the same episodes (seeds from run.seed and the counts,
+# initial states and the real world from env/domain).
+PAIRING_KEYS = ("run.seed", "adapt.eval_episodes", "adapt.sim_eval_episodes", "env", "domain")
+
+
+def check_pairable(workdir: str | pathlib.Path, base: str | pathlib.Path) -> None:
+  """Raises ValueError naming the key and both config files where the two runs' evaluations are not the same
+  episodes (`PAIRING_KEYS` of `<workdir>/adapt/config.json`)."""
+  files = [paths.adapt_dir(pathlib.Path(w)) / "config.json" for w in (workdir, base)]
+  for f in files:
+    if not f.exists():
+      raise FileNotFoundError(f"{f} not found: cannot check that the runs were evaluated on the same episodes")
+  cfgs = [fileio.read_json(f) for f in files]
+  for key in PAIRING_KEYS:
+    vals = []
+    for c in cfgs:
+      v = c
+      for part in key.split("."):
+        v = v.get(part) if isinstance(v, dict) else None
+      vals.append(v)
+    if vals[0] != vals[1]:
+      raise ValueError(f"{key} differs between {files[0]} ({vals[0]!r}) and {files[1]} ({vals[1]!r}): the runs "
+                       "were not evaluated on the same episodes, so they cannot be paired")
+
+
+def paired_against(rounds: Sequence[dict], base: Sequence[dict]) -> dict:
+  """One run minus a base run on the same evaluation episodes: paired CIs (`evaluation.paired_bootstrap_ci`) of the
+  real return and success at round 0 and at the last round both runs have (`round`), and of the sim planner on
+  round 0's sim reference episodes where both have them."""
+  last = min(len(rounds), len(base)) - 1
+  out: dict = {"round": last}
+  for name, j in (("round0", 0), ("final", last)):
+    for key, field in (("return", "real/returns"), ("success", "real/success")):
+      a, b = rounds[j][field], base[j][field]
+      if len(a) != len(b):
+        raise ValueError(f"round {j}: {len(a)} against {len(b)} evaluation episodes ({field}): not the same episodes")
+      out[f"{name}/{key}"] = evaluation.paired_bootstrap_ci(a, b)
+  if "sim/returns" in rounds[0] and "sim/returns" in base[0]:
+    out["round0/sim_planner"] = evaluation.paired_bootstrap_ci(rounds[0]["sim/returns"], base[0]["sim/returns"])
+  return out
+
+
+def _ci(c: dict | None, fmt="{:+.1f}") -> str:
+  return "-" if c is None else f"{fmt.format(c['diff'])} [{fmt.format(c['lo'])}, {fmt.format(c['hi'])}]"
+
+
 def _f(v, fmt="{:.1f}") -> str:
   return "-" if v is None else fmt.format(v)
 
@@ -94,7 +147,16 @@ def main(argv: list[str] | None = None) -> int:
   ap.add_argument("workdirs", nargs="+")
   ap.add_argument("--round", type=int, default=None, help="cut every curve after this round")
   ap.add_argument("--json", default=None, help="also write rows and criteria to this file")
+  ap.add_argument("--against", nargs="+", default=None, metavar="BASE",
+                  help="one base run per run (same order): paired run - base differences on the same episodes")
   args = ap.parse_args(argv)
+  if args.against is not None and len(args.against) != len(args.workdirs):
+    ap.error(f"--against takes one base run per run: {len(args.workdirs)} runs, {len(args.against)} bases")
+  pairs = []
+  for wd, bwd in zip(args.workdirs, args.against or [], strict=False):
+    check_pairable(wd, bwd)
+    pairs.append({"workdir": wd, "against": bwd,
+                  **paired_against(load_rounds(wd, args.round), load_rounds(bwd, args.round))})
   rows = []
   for wd in args.workdirs:
     expert_eval = report.load_json(paths.expert_dir(pathlib.Path(wd)) / "expert_eval.json")
@@ -113,13 +175,22 @@ def main(argv: list[str] | None = None) -> int:
           + f" | {_f(r['oracle'])} | {_f(r['gap_closed'], '{:.0%}')} | "
           f"{_f(r['pred_over_persistence'][0], '{:.2f}')} -> {_f(r['pred_over_persistence'][1], '{:.2f}')} | "
           f"{_f(r['effect_error'][0], '{:.2f}')} -> {_f(r['effect_error'][1], '{:.2f}')} | {drops or 'none'} |")
+  if pairs:
+    print()
+    print("| run | against | round 0: return [CI] | success [CI] | last round | return [CI] | success [CI] "
+          "| sim planner, round 0 [CI] |")
+    print("|---" * 8 + "|")
+    for p in pairs:
+      print(f"| {p['workdir']} | {p['against']} | {_ci(p['round0/return'])} | {_ci(p['round0/success'], '{:+.2f}')} "
+            f"| {p['round']} | {_ci(p['final/return'])} | {_ci(p['final/success'], '{:+.2f}')} "
+            f"| {_ci(p.get('round0/sim_planner'))} |")
   crit = criteria(rows)
   print()
   for k, val in crit.items():
     shown = [f"{x:.3g}" for x in val] if isinstance(val, list) else (f"{val:.3g}" if isinstance(val, float) else val)
     print(f"{k}: {shown}")
   if args.json:
-    config_lib.atomic_write_text(args.json, json.dumps({"rows": rows, "criteria": crit}, indent=2))
+    config_lib.atomic_write_text(args.json, json.dumps({"rows": rows, "criteria": crit, "against": pairs}, indent=2))
   return 0
 
 

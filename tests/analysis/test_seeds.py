@@ -51,3 +51,47 @@ def test_criteria_counts_and_cut_at_a_round(tmp_path):
     seeds.load_rounds(tmp_path / "run0", upto=5)
   with pytest.raises(FileNotFoundError, match="round_00"):
     seeds.load_rounds(tmp_path / "nothing")
+
+
+def _write_run(root, rounds, seed=4, world="default"):
+  for j, r in enumerate(rounds):
+    (root / "adapt" / "rounds" / f"round_{j:02d}").mkdir(parents=True)
+    (root / "adapt" / "rounds" / f"round_{j:02d}" / "round.json").write_text(json.dumps(r))
+  cfg = {"run": {"seed": seed}, "adapt": {"eval_episodes": 10, "sim_eval_episodes": 12}, "env": {}, "domain": {
+      "real_world": world}}
+  (root / "adapt" / "config.json").write_text(json.dumps(cfg))
+
+
+def test_paired_against_a_base_run_on_the_same_episodes(tmp_path, capsys):
+  """Run minus base, episode by episode: +5 on every episode at round 0 (CI [5, 5]), -3 at the last round both have
+  (the base has 3 rounds, the run 2: round 1), +0.1 success; the sim planner's episodes paired at round 0."""
+  base = np.arange(10.0)
+  sim = list(np.arange(12.0))
+  b = [_round(base, np.zeros(10)) | {"sim/returns": sim}, _round(base + 20.0, np.full(10, 0.2)),
+       _round(base + 30.0, np.full(10, 0.2))]
+  r = [_round(base + 5.0, np.zeros(10)) | {"sim/returns": [x + 2.0 for x in sim]},
+       _round(base + 17.0, np.full(10, 0.3))]
+  out = seeds.paired_against(r, b)
+  assert out["round"] == 1
+  assert out["round0/return"]["diff"] == pytest.approx(5.0) and out["round0/return"]["lo"] == pytest.approx(5.0)
+  assert out["final/return"]["diff"] == pytest.approx(-3.0) and out["final/return"]["hi"] == pytest.approx(-3.0)
+  assert out["final/success"]["diff"] == pytest.approx(0.1)
+  assert out["round0/sim_planner"]["diff"] == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="not the same episodes"):
+    seeds.paired_against([_round(base[:8], np.zeros(8))], b)
+  _write_run(tmp_path / "run", r)
+  _write_run(tmp_path / "base", b)
+  _write_run(tmp_path / "other_seed", b, seed=5)
+  _write_run(tmp_path / "other_world", b, world="stress")
+  assert seeds.main([str(tmp_path / "run"), "--against", str(tmp_path / "base"),
+                     "--json", str(tmp_path / "out.json")]) == 0
+  printed = capsys.readouterr().out
+  assert "| +5.0 [+5.0, +5.0] |" in printed and "| 1 | -3.0 [-3.0, -3.0] |" in printed
+  assert json.loads((tmp_path / "out.json").read_text())["against"][0]["round0/return"]["diff"] == pytest.approx(5.0)
+  with pytest.raises(ValueError, match="run.seed differs"):
+    seeds.check_pairable(tmp_path / "run", tmp_path / "other_seed")
+  with pytest.raises(ValueError, match="domain differs"):
+    seeds.check_pairable(tmp_path / "run", tmp_path / "other_world")
+  with pytest.raises(SystemExit):  # one base per run
+    seeds.main([str(tmp_path / "run"), str(tmp_path / "base"), "--against", str(tmp_path / "base")])
+  assert "one base run per run" in capsys.readouterr().err

@@ -28,10 +28,8 @@ the selection (60000) and fresh (80000) evaluation sets.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
-import time
 
 import jax
 
@@ -39,36 +37,25 @@ from simdist_jax import config as config_lib
 from simdist_jax import paths
 from simdist_jax.adapt import evaluation
 from simdist_jax.analysis import calibration
+from simdist_jax.analysis import run_dir
 from simdist_jax.envs.base import MjxEnv
-from simdist_jax.envs.registry import make_domain, make_real_env, make_task
+from simdist_jax.envs.registry import make_domain, make_real_env
 from simdist_jax.experts import checkpoints as expert_ckpt
-from simdist_jax.planner import mppi
-from simdist_jax.world_model import checkpoint as ckpt_lib
-from simdist_jax.world_model import model as model_lib
 
 def main() -> None:
   """Parses the flags, probes the episodes, prints the calibration table, writes `--out`."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--workdir", required=True, help="run directory (config.json, expert/, world_model/)")
-  ap.add_argument("--model", default=None, help="world-model checkpoint dir (default <workdir>/world_model)")
+  run_dir.add_probe_args(ap, every=5)
   ap.add_argument("--world", default="sim", choices=("sim", "real"))
   ap.add_argument("--drive", action="append", default=[], choices=("planner", "head"),
                   help="which controller's actions are applied (repeatable; default both)")
-  ap.add_argument("--episodes", type=int, default=4)
-  ap.add_argument("--every", type=int, default=5, help="probe every N-th control step")
-  ap.add_argument("--seed-base", type=int, default=None, help="episode seeds seed-base + i (default S*100000+70000)")
-  ap.add_argument("--out", default=None, help="JSON of every probed state and the summary")
   args = ap.parse_args()
   if args.episodes < 1 or args.every < 1:
     raise SystemExit("advantage_calibration: --episodes and --every must be >= 1")
 
   wd = pathlib.Path(args.workdir)
-  cfg = config_lib.from_json((wd / "config.json").read_text())
-  task = make_task(cfg)
-  variables, _, dims = ckpt_lib.load_checked(args.model or str(paths.model_dir(wd)), cfg.model, task.dims)
-  wm = model_lib.make_world_model(cfg.model, dims)
-  pcfg = mppi.PlannerConfig.from_config(cfg.planner, model_horizon=wm.spec.horizon)
-  pcfg_probe = dataclasses.replace(pcfg, advantage_gate=False)
+  run = run_dir.load(wd, args.model)
+  cfg, task, variables, dims, wm, pcfg_probe = run
   real_env = make_real_env(cfg, args.world)
   mjx_env = MjxEnv(task, make_domain(cfg, args.world, task), sim_domain=make_domain(cfg, "sim", task))
   critic_params, critic_apply = expert_ckpt.load_critic(paths.expert_dir(wd))
@@ -76,20 +63,13 @@ def main() -> None:
   # sim-nominal one (it never saw real parameters).
   priv = (None, None) if args.world == "sim" else (mjx_env.sim_domain.nominal(), mjx_env.sim_domain)
   pair_fn = calibration.make_pair_scores(pcfg_probe, wm, mjx_env, critic_apply, *priv)
-  seed = int(cfg.run.seed)
-  base = args.seed_base if args.seed_base is not None else seed * 100_000 + 70_000
-  seeds = [base + i for i in range(args.episodes)]
+  seeds = run_dir.probe_seeds(run, args.seed_base, args.episodes)
   out: dict = {"workdir": str(wd), "world": args.world, "seeds": seeds, "planner": pcfg_probe.__dict__}
   for drive in args.drive or ["planner", "head"]:
     planner = evaluation.model_controller(pcfg_probe, wm, variables, dims, key=jax.random.PRNGKey(0))
     head = evaluation.model_controller(pcfg_probe, wm, variables, dims, key=jax.random.PRNGKey(0), policy_only=True)
     probe = calibration.Probe(planner, head, real_env, pair_fn, critic_params, args.every, drive)
-    t0, returns = time.perf_counter(), []
-    for i, s in enumerate(seeds):
-      returns.append(evaluation.run_episode(real_env, probe, jax.random.PRNGKey(s))["return"])
-      eta = (time.perf_counter() - t0) / (i + 1) * (len(seeds) - i - 1)
-      print(f"[{drive}] episode {i + 1}/{len(seeds)}: return {returns[-1]:.1f}, {len(probe.rows)} states "
-            f"(ETA {eta:.0f}s)", flush=True)
+    returns = run_dir.run_probed(real_env, probe, seeds, drive)
     summ = calibration.summarize(probe.rows)
     out[drive] = {"returns": returns, "rows": probe.rows, "summary": summ}
     print(f"\n[{drive}-driven, {args.world}] {summ['n_states']} states; corr(A_pred, A_heads) "

@@ -17,70 +17,46 @@ Episode seeds default to the instrument seeds of benchmarks/advantage_calibratio
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
-import time
 
 import jax
 
 from simdist_jax import config as config_lib
-from simdist_jax import paths
 from simdist_jax.adapt import evaluation
 from simdist_jax.analysis import continuation
-from simdist_jax.envs.registry import make_real_env, make_task
-from simdist_jax.planner import mppi
-from simdist_jax.world_model import checkpoint as ckpt_lib
-from simdist_jax.world_model import model as model_lib
+from simdist_jax.analysis import run_dir
+from simdist_jax.envs.registry import make_real_env
 
 
 def main() -> None:
   """Parses the flags, probes the episodes, prints the table, writes `--out`."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--workdir", required=True, help="run directory (config.json, world_model/)")
-  ap.add_argument("--model", default=None, help="world-model checkpoint dir (default <workdir>/world_model)")
+  run_dir.add_probe_args(ap, every=25)
   ap.add_argument("--world", default="real", choices=("sim", "real"))
   ap.add_argument("--drive", action="append", default=[], choices=("planner", "head"),
                   help="which controller drives the probed episodes (repeatable; default planner)")
-  ap.add_argument("--episodes", type=int, default=4)
-  ap.add_argument("--every", type=int, default=25, help="probe every N-th control step")
   ap.add_argument("--length", type=int, default=100, help="control steps of every continuation")
   ap.add_argument("--switch", type=int, default=None, help="head steps of the 'switch' arm (default: planner h)")
-  ap.add_argument("--seed-base", type=int, default=None, help="episode seeds seed-base + i (default S*100000+70000)")
-  ap.add_argument("--out", default=None, help="JSON of every probed state and the summary")
   args = ap.parse_args()
   if min(args.episodes, args.every, args.length) < 1:
     raise SystemExit("closed_loop_advantage: --episodes, --every and --length must be >= 1")
 
   wd = pathlib.Path(args.workdir)
-  cfg_file = wd / "config.json"
-  if not cfg_file.exists():
-    raise SystemExit(f"closed_loop_advantage: {cfg_file} not found (a run directory holds config.json)")
-  cfg = config_lib.from_json(cfg_file.read_text())
-  task = make_task(cfg)
-  variables, _, dims = ckpt_lib.load_checked(args.model or str(paths.model_dir(wd)), cfg.model, task.dims)
-  wm = model_lib.make_world_model(cfg.model, dims)
-  pcfg = dataclasses.replace(mppi.PlannerConfig.from_config(cfg.planner, model_horizon=wm.spec.horizon),
-                             advantage_gate=False)
+  run = run_dir.load(wd, args.model)
+  cfg, _, variables, dims, wm, pcfg = run
   switch = pcfg.horizon if args.switch is None else args.switch
   if not 0 <= switch <= args.length:
     raise SystemExit(f"closed_loop_advantage: --switch must be in [0, --length], got {switch}")
   env = make_real_env(cfg, args.world)
-  seed = int(cfg.run.seed)
-  base = args.seed_base if args.seed_base is not None else seed * 100_000 + 70_000
-  seeds = [base + i for i in range(args.episodes)]
+  seeds = run_dir.probe_seeds(run, args.seed_base, args.episodes)
   out: dict = {"workdir": str(wd), "model": args.model, "world": args.world, "seeds": seeds,
                "every": args.every, "length": args.length, "switch": switch}
   for drive in args.drive or ["planner"]:
     planner = evaluation.model_controller(pcfg, wm, variables, dims, key=jax.random.PRNGKey(0))
     head = evaluation.model_controller(pcfg, wm, variables, dims, key=jax.random.PRNGKey(0), policy_only=True)
     probe = continuation.ContinuationProbe(planner, head, env, args.every, args.length, switch, drive)
-    t0, returns = time.perf_counter(), []
-    for i, s in enumerate(seeds):
-      returns.append(evaluation.run_episode(env, probe, jax.random.PRNGKey(s))["return"])
-      eta = (time.perf_counter() - t0) / (i + 1) * (len(seeds) - i - 1)
-      print(f"[{drive}] episode {i + 1}/{len(seeds)}: return {returns[-1]:.1f}, {len(probe.rows)} states "
-            f"(ETA {eta:.0f}s)", flush=True)
+    returns = run_dir.run_probed(env, probe, seeds, drive)
     summ = continuation.summarize(probe.rows)
     out[drive] = {"returns": returns, "rows": probe.rows, "summary": summ}
     print(f"\n[{drive}-driven, {args.world}] {summ['n_states']} states, continuations of {args.length} steps "

@@ -35,6 +35,13 @@ from simdist_jax.planner import mppi
 from simdist_jax.planner.controller import Controller
 
 
+def observed(task: Any, obs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(proprio, extero, command) of an env's obs dict as numpy arrays (`Task.split_state` of `obs["state"]`; the
+  command is empty [0] for tasks without one)."""
+  proprio, extero, command = (np.asarray(x) for x in task.split_state(obs["state"]))
+  return proprio, extero, command
+
+
 def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder | None = None,
                 meta: dict | None = None, explore=None, *, full_obs: bool = False,
                 reset_key: jax.Array | None = None, max_steps: int | None = None,
@@ -81,7 +88,7 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     recorder.start_episode(**(meta or {}))
   total, steps, failed, successes, last = 0.0, 0, False, 0, None
   while True:
-    proprio, extero, command = (np.asarray(x) for x in env.task.split_state(obs["state"]))
+    proprio, extero, command = observed(env.task, obs)
     action = controller(obs) if full_obs else controller(proprio, extero, command if command.size else None)
     if explore is not None:
       action, noised = explore(action)
@@ -95,7 +102,7 @@ def run_episode(env, controller, key: jax.Array, recorder: rec.EpisodeRecorder |
     steps += 1
     ends = bool(done or (max_steps is not None and steps >= max_steps) or (stop is not None and stop(info)))
     if on_step is not None:
-      nxt = (np.asarray(x) for x in env.task.split_state(obs["state"]))
+      nxt = observed(env.task, obs)
       transition = {"proprio": proprio, "extero": extero, "command": command,
                     "action": np.asarray(action, np.float32), "reward": np.float32(reward),
                     **dict(zip(("next_proprio", "next_extero", "next_command"), nxt, strict=True)),

@@ -247,7 +247,6 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
   controller.set_variables(variables)
   fallbacks0, gate0 = controller.fallbacks, controller.gate_counts()
   ev = evaluation.evaluate_episodes(ctx["real_env"], controller, ctx["eval_seeds"], ctx["eval_grid"])
-  gate_frac = controller.gate_open_frac(gate0)
   pred = evaluation.prediction_losses(wm, variables, ctx["held"], H, T)
   row = {"real/return_mean": ev["return_mean"], "real/return_std": ev["return_std"], "real/returns": ev["returns"],
          "real/success_mean": ev["success_mean"], "real/success": ev["success"],
@@ -271,7 +270,7 @@ def _evaluate(ctx: dict, j: int, variables: Any, round0: dict | None) -> dict:
     row["real/success_vs_round0"] = evaluation.paired_bootstrap_ci(ev["success"], round0["real/success"])
   row["planner/nonfinite_fallbacks"] = controller.fallbacks - fallbacks0
   if controller.cfg.advantage_gate:  # share of the evaluation's control steps that applied the plan, not pi's chunk
-    row["planner/gate_open_frac"] = gate_frac
+    row["planner/gate_open_frac"] = controller.gate_open_frac(gate0)
   return row
 
 

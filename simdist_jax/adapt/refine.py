@@ -96,12 +96,12 @@ def _evaluate(env, runs: list[tuple[str, Any, Any]], seeds: list[int], log) -> d
   for name, ctrl, variables in runs:
     t0 = time.perf_counter()
     ctrl.set_variables(variables)
-    gate0 = ctrl.gate_counts() if isinstance(ctrl, Controller) else None
+    gate0 = ctrl.gate_counts()
     rets[name] = evaluation.evaluate_episodes(env, ctrl, seeds)["returns"]
     out[f"sim/{name}/returns"] = rets[name]
     out[f"sim/{name}/return_mean"] = float(np.mean(rets[name]))
     gate = ""
-    if gate0 is not None and ctrl.cfg.advantage_gate:  # share of its control steps that applied the plan
+    if ctrl.cfg.advantage_gate:  # share of its control steps that applied the plan
       out[f"sim/{name}/gate_open_frac"] = ctrl.gate_open_frac(gate0)
       gate = f", gate open on {out[f'sim/{name}/gate_open_frac']:.0%} of the steps"
     log(f"sim evaluation: {name} {np.mean(rets[name]):.1f} over {len(seeds)} episodes{gate} "

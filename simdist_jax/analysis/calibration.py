@@ -57,26 +57,37 @@ def make_pair_scores(cfg: mppi.PlannerConfig, wm: Any, env: MjxEnv,
   return jax.jit(fn)
 
 
-class Probe:
-  """Host controller for `evaluation.run_episode`: plans with `planner` at every step; applies the plan's action
-  (`drive="planner"`) or the policy head's (`drive="head"`), and every `every` steps scores (plan, pi)."""
+class PairProbe:
+  """Base of the instruments' host controllers (`Probe`, `continuation.ContinuationProbe`): a planner and its
+  policy head that both see every control step, both histories holding the applied action; `drive` ("planner" or
+  "head") says whose action the episode applies; `rows` collects what a subclass probes, `t` counts the steps."""
 
-  def __init__(self, planner, head, real_env, pair_fn, critic_params, every: int, drive: str):
-    self.planner, self.head, self.env, self.pair_fn = planner, head, real_env, pair_fn
-    self.critic_params, self.every, self.drive = critic_params, int(every), drive
+  def __init__(self, planner, head, drive: str) -> None:
+    if drive not in ("planner", "head"):
+      raise ValueError(f"drive must be 'planner' or 'head', got {drive!r}")
+    self.planner, self.head, self.drive = planner, head, drive
     self.rows: list[dict] = []
     self.t = 0
 
-  def reset(self, key):
-    """New episode for both controllers."""
+  def reset(self, key) -> None:
+    """New episode for both controllers (the same key, as `evaluation.run_episode` hands one)."""
     self.planner.reset(key)
     self.head.reset(key)
     self.t = 0
 
-  def replace_last_action(self, applied):
-    """The applied action (after exploration noise) into both histories."""
+  def replace_last_action(self, applied) -> None:
+    """The applied action (after exploration noise, or the other controller's) into both histories."""
     self.planner.replace_last_action(applied)
     self.head.replace_last_action(applied)
+
+
+class Probe(PairProbe):
+  """Host controller for `evaluation.run_episode`: plans with `planner` at every step; applies the plan's action
+  (`drive="planner"`) or the policy head's (`drive="head"`), and every `every` steps scores (plan, pi)."""
+
+  def __init__(self, planner, head, real_env, pair_fn, critic_params, every: int, drive: str):
+    super().__init__(planner, head, drive)
+    self.env, self.pair_fn, self.critic_params, self.every = real_env, pair_fn, critic_params, int(every)
 
   def __call__(self, proprio_t, extero_t=None, command=None):
     """Plans, probes on every `every`-th step (a row of scores in `self.rows`), returns the driving action."""
@@ -95,8 +106,7 @@ class Probe:
                                         for i, w in enumerate(("plan", "pi"))}})
     self.t += 1
     applied = a_plan if self.drive == "planner" else a_head
-    self.planner.replace_last_action(applied)
-    self.head.replace_last_action(applied)
+    self.replace_last_action(applied)
     return applied
 
 

@@ -26,11 +26,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from simdist_jax.adapt import evaluation
+from simdist_jax.analysis import calibration
 
 ARMS = ("planner", "head", "switch")
 
 
-class ContinuationProbe:
+class ContinuationProbe(calibration.PairProbe):
   """Host controller for `evaluation.run_episode`: both controllers step every control step (their histories hold
   the applied actions); `drive` ("planner" or "head") chooses whose action is applied; every `every` steps the
   arms are continued from the current state (module docstring) and a row is appended to `self.rows`.
@@ -40,26 +41,11 @@ class ContinuationProbe:
   `set_state`, `step`, `task.split_state`, `task.success`)."""
 
   def __init__(self, planner, head, env, every: int, length: int, switch: int, drive: str = "planner") -> None:
-    if drive not in ("planner", "head"):
-      raise ValueError(f"drive must be 'planner' or 'head', got {drive!r}")
+    super().__init__(planner, head, drive)
     if min(int(every), int(length)) < 1 or not 0 <= int(switch) <= int(length):
       raise ValueError(f"need every >= 1, length >= 1 and 0 <= switch <= length; got every={every}, "
                        f"length={length}, switch={switch}")
-    self.planner, self.head, self.env = planner, head, env
-    self.every, self.length, self.switch, self.drive = int(every), int(length), int(switch), drive
-    self.rows: list[dict] = []
-    self.t = 0
-
-  def reset(self, key) -> None:
-    """New episode for both controllers (the same key, as `evaluation.run_episode` hands one)."""
-    self.planner.reset(key)
-    self.head.reset(key)
-    self.t = 0
-
-  def replace_last_action(self, applied) -> None:
-    """The applied action (after exploration noise) into both histories."""
-    self.planner.replace_last_action(applied)
-    self.head.replace_last_action(applied)
+    self.env, self.every, self.length, self.switch = env, int(every), int(length), int(switch)
 
   def _save(self) -> tuple:
     return (self.env.get_state(), getattr(self.planner, "state", None), getattr(self.head, "state", None))
@@ -82,8 +68,7 @@ class ContinuationProbe:
       return a_head
     a_plan = np.asarray(self.planner(*obs_parts))
     applied = a_head if use_head else a_plan
-    self.planner.replace_last_action(applied)
-    self.head.replace_last_action(applied)
+    self.replace_last_action(applied)
     return applied
 
   def _continue(self, arm: str, obs_parts: tuple) -> dict:
@@ -100,12 +85,9 @@ class ContinuationProbe:
       if done:
         failed = bool(info["failed"])
         break
-      parts = self._split(obs)
+      proprio, extero, command = evaluation.observed(self.env.task, obs)
+      parts = (proprio, extero, command if command.size else None)
     return {"return": total, "steps": steps, "success_frac": successes / steps, "failed": failed}
-
-  def _split(self, obs) -> tuple:
-    proprio, extero, command = (np.asarray(x) for x in self.env.task.split_state(obs["state"]))
-    return proprio, extero, (command if command.size else None)
 
   def __call__(self, proprio_t, extero_t=None, command=None) -> np.ndarray:
     """Probes on every `every`-th step (the arms, then everything restored), then steps both controllers and

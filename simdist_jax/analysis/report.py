@@ -103,7 +103,7 @@ def write_report(workdir) -> pathlib.Path:
   traces = adapt.get("value_traces") or []
   if traces:
     fig, ax = plt.subplots(figsize=(6, 4))
-    dt = float(_get(cfg, ("env", "ctrl_dt")) or 1.0)
+    dt = float(get_path(cfg, ("env", "ctrl_dt")) or 1.0)
     for tr in traces:
       ok = (tr.get("success_frac") or 0.0) >= 0.2
       ax.plot(np.arange(1, len(tr["value"]) + 1) * dt, tr["value"], color="g" if ok else "r", alpha=0.5, lw=1)
@@ -112,7 +112,7 @@ def write_report(workdir) -> pathlib.Path:
     ax.set_title("value over time, recorded real episodes")
     _save(plt, fig, ax, out / "value_over_time.png", "time in episode [s]", "frozen value head on encoded real obs")
 
-  c = lambda *ks: _get(cfg, ks)  # noqa: E731
+  c = lambda *ks: get_path(cfg, ks)  # noqa: E731
   lines = [f"# SimDist run report: {cfg.get('task', '?')} / {cfg.get('preset', '?')}", "",
            f"Run directory: `{workdir}`", "",
            "![learning curve](learning_curve.png)", "", "![prediction loss](pred_loss.png)", "",
@@ -129,7 +129,7 @@ def write_report(workdir) -> pathlib.Path:
       ("planner success, real, round 0 -> final",
        f"{_fmt(adapt.get('real_success_round0'))} -> {_fmt(adapt.get('real_success_final'))}",
        "Task.success (CartPole: cos theta > 0.9), fraction of steps"),
-      ("final - round 0, paired 95% CI", _ci(adapt.get("final_vs_round0")),
+      ("final - round 0, paired 95% CI", format_ci(adapt.get("final_vs_round0")),
        f"adapt.eval_episodes={c('adapt', 'eval_episodes')} (same seeds every round)"),
       ("oracle: true dynamics + frozen heads, real", adapt.get("oracle_heads_return"),
        f"adapt.oracle_episodes={c('adapt', 'oracle_episodes')}"),
@@ -156,7 +156,7 @@ def write_report(workdir) -> pathlib.Path:
     lat = r.get("planner/latency", {}).get("latency/p50_ms")
     cf = r.get("counterfactual/pred_loss_mean")
     lines.append(f"| {r['round']} | {r['real_minutes']:.2f} | {r['real_episodes']} | {r['real/return_mean']:.2f} "
-                 f"± {r['real/return_std']:.2f} | {_ci(r.get('real/return_vs_round0'))} | "
+                 f"± {r['real/return_std']:.2f} | {format_ci(r.get('real/return_vs_round0'))} | "
                  f"{_fmt(r.get('real/success_mean'))} | {r['heldout/pred_loss_mean']:.4f} "
                  f"({_fmt(r.get('heldout/pred_over_persistence'))}) | "
                  f"{_fmt(cf)} ({_fmt(r.get('counterfactual/pred_over_persistence'))}) | {r['frozen_unchanged']} | "
@@ -187,7 +187,8 @@ def _save(plt, fig, ax, path: pathlib.Path, xlabel: str, ylabel: str) -> None:
   plt.close(fig)
 
 
-def _get(d, ks):
+def get_path(d, ks):
+  """d[k0][k1]... for the keys `ks` of nested dicts; None where a key is missing or a level is not a dict."""
   for k in ks:
     if not isinstance(d, dict) or k not in d:
       return None
@@ -195,11 +196,11 @@ def _get(d, ks):
   return d
 
 
-def _ci(d):
-  """'+12.3 [+4.5, +20.1]' for a paired_bootstrap_ci dict, '-' without one."""
+def format_ci(d, fmt: str = "{:+.1f}") -> str:
+  """'+12.3 [+4.5, +20.1]' for a paired_bootstrap_ci dict (each number by `fmt`), '-' without one."""
   if not d:
     return "-"
-  return f"{d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]"
+  return f"{fmt.format(d['diff'])} [{fmt.format(d['lo'])}, {fmt.format(d['hi'])}]"
 
 
 def _fmt(v):

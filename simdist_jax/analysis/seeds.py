@@ -105,12 +105,7 @@ def check_pairable(workdir: str | pathlib.Path, base: str | pathlib.Path) -> Non
       raise FileNotFoundError(f"{f} not found: cannot check that the runs were evaluated on the same episodes")
   cfgs = [fileio.read_json(f) for f in files]
   for key in PAIRING_KEYS:
-    vals = []
-    for c in cfgs:
-      v = c
-      for part in key.split("."):
-        v = v.get(part) if isinstance(v, dict) else None
-      vals.append(v)
+    vals = [report.get_path(c, key.split(".")) for c in cfgs]
     if vals[0] != vals[1]:
       raise ValueError(f"{key} differs between {files[0]} ({vals[0]!r}) and {files[1]} ({vals[1]!r}): the runs "
                        "were not evaluated on the same episodes, so they cannot be paired")
@@ -131,10 +126,6 @@ def paired_against(rounds: Sequence[dict], base: Sequence[dict]) -> dict:
   if "sim/returns" in rounds[0] and "sim/returns" in base[0]:
     out["round0/sim_planner"] = evaluation.paired_bootstrap_ci(rounds[0]["sim/returns"], base[0]["sim/returns"])
   return out
-
-
-def _ci(c: dict | None, fmt="{:+.1f}") -> str:
-  return "-" if c is None else f"{fmt.format(c['diff'])} [{fmt.format(c['lo'])}, {fmt.format(c['hi'])}]"
 
 
 def _f(v, fmt="{:.1f}") -> str:
@@ -181,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
           "| sim planner, round 0 [CI] |")
     print("|---" * 8 + "|")
     for p in pairs:
-      print(f"| {p['workdir']} | {p['against']} | {_ci(p['round0/return'])} | {_ci(p['round0/success'], '{:+.2f}')} "
-            f"| {p['round']} | {_ci(p['final/return'])} | {_ci(p['final/success'], '{:+.2f}')} "
-            f"| {_ci(p.get('round0/sim_planner'))} |")
+      ci = report.format_ci
+      print(f"| {p['workdir']} | {p['against']} | {ci(p['round0/return'])} | {ci(p['round0/success'], '{:+.2f}')} "
+            f"| {p['round']} | {ci(p['final/return'])} | {ci(p['final/success'], '{:+.2f}')} "
+            f"| {ci(p.get('round0/sim_planner'))} |")
   crit = criteria(rows)
   print()
   for k, val in crit.items():
